@@ -1,0 +1,37 @@
+# robo_q: `make run` sets up and runs the main job; `make test` sets up and runs the tests.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+export MUJOCO_GL ?= egl
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup run test test-all bench clean
+
+setup: $(VENV)/.installed
+
+# Headless rendering needs EGL + Mesa; install them where missing (Debian/Ubuntu, as root).
+$(VENV)/.installed: pyproject.toml
+	@ldconfig -p | grep -q 'libEGL.so.1' && ldconfig -p | grep -q 'libEGL_mesa' || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 >/dev/null; \
+	  else echo "warning: EGL/Mesa libraries missing: install libegl1 libegl-mesa0 libgl1-mesa-dri for rendering" >&2; fi; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+run: setup
+	$(BIN)/roboq pipeline
+
+test: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/sim_speed.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

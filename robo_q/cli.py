@@ -1,0 +1,101 @@
+"""``roboq <command> [<subcommand>] key=value ...``: hydra override grammar over configs/."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # words on the command line
+    config: str  # config name under configs/
+    target: str  # module:function taking the composed config, returning an exit code
+    summary: str
+    example: str
+
+
+COMMANDS = [
+    Command("pipeline", "pipeline", "robo_q.commands.pipeline:pipeline", "the main job: expert demos -> replay checks", "roboq pipeline task=metaworld/drawer-open episodes=20"),
+    Command("demos collect", "demos/collect", "robo_q.commands.demos:collect", "collect scripted-expert demos into a zarr store", "roboq demos collect task=metaworld/drawer-open episodes=20 out=demos/drawer-open.zarr"),
+    Command("demos info", "demos/info", "robo_q.commands.demos:info", "describe an episode store", "roboq demos info path=demos/drawer-open.zarr"),
+    Command("demos replay", "demos/replay", "robo_q.commands.demos:replay", "replay a store in its simulator (mode=actions|states)", "roboq demos replay path=demos/drawer-open.zarr mode=actions video=true"),
+    Command("tasks", "tasks", "robo_q.commands.tasks:tasks", "list the task names (family=metaworld|dmc)", "roboq tasks family=dmc"),
+]
+
+
+def config_dir() -> Path:
+    """configs/ of this checkout (or ``ROBOQ_CONFIG_DIR``)."""
+    return Path(os.environ.get("ROBOQ_CONFIG_DIR", Path(__file__).resolve().parents[1] / "configs"))
+
+
+def compose_config(name: str, overrides: list[str]) -> OmegaConf:
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(config_name=name, overrides=overrides)
+
+
+def _usage(prefix: str = "") -> str:
+    lines = ["usage: roboq <command> [<subcommand>] key=value ... [--help]", "", "commands:"]
+    width = max(len(c.name) for c in COMMANDS)
+    lines += [f"  {c.name:<{width}}  {c.summary}" for c in COMMANDS if c.name.startswith(prefix)]
+    lines += ["", "Values use hydra's override grammar (key=value, nested.key=value, list=[a,b]).", "`roboq <command> --help` shows a command's settings and defaults."]
+    return "\n".join(lines)
+
+
+def _command_help(cmd: Command) -> str:
+    compose_config(cmd.config, [])  # a broken config fails here, not halfway through a run
+    text = (config_dir() / f"{cmd.config}.yaml").read_text()
+    parts = [f"roboq {cmd.name}: {cmd.summary}", f"example:\n  {cmd.example}", f"settings (configs/{cmd.config}.yaml):\n{text}"]
+    if "/env: default" in text:
+        parts.append(f"env.* settings (configs/env/default.yaml):\n{(config_dir() / 'env' / 'default.yaml').read_text()}")
+    return "\n\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    wants_help = any(a in ("-h", "--help") for a in args)
+    args = [a for a in args if a not in ("-h", "--help")]
+    words = []
+    for arg in args:
+        if "=" in arg or arg.startswith("-"):
+            break
+        words.append(arg)
+    name = " ".join(words)
+    cmd = next((c for c in COMMANDS if c.name == name), None)
+    if cmd is None:
+        known_prefix = any(c.name.startswith(name + " ") for c in COMMANDS) if name else False
+        if wants_help or not name or known_prefix:
+            print(_usage(name + " " if known_prefix else ""))
+            return 0 if wants_help or not name else 2
+        print(f"roboq: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    from sim import TaskError  # noqa: PLC0415  (keeps `roboq --help` fast)
+    from robo_q.data import StoreError
+
+    try:
+        if wants_help:
+            print(_command_help(cmd))
+            return 0
+        cfg = compose_config(cmd.config, args[len(words) :])
+        module, function = cmd.target.split(":")
+        return int(getattr(importlib.import_module(module), function)(cfg) or 0)
+    except (HydraException, OmegaConfBaseException) as err:
+        print(f"roboq {cmd.name}: bad settings: {err}\n(see `roboq {cmd.name} --help`)", file=sys.stderr)
+    except (TaskError, StoreError) as err:
+        print(f"roboq {cmd.name}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"roboq {cmd.name}: interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""CLI command implementations: each takes the composed hydra config and returns an exit code."""
