@@ -77,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if wants_help or not name else 2
         print(f"roboq: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    from sim import TaskError  # noqa: PLC0415  (keeps `roboq --help` fast)
-    from robo_q.data import StoreError
+    from robo_q.data import StoreError  # imported here: keeps `roboq --help` fast
 
     try:
         if wants_help:
@@ -89,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(getattr(importlib.import_module(module), function)(cfg) or 0)
     except (HydraException, OmegaConfBaseException) as err:
         print(f"roboq {cmd.name}: bad settings: {err}\n(see `roboq {cmd.name} --help`)", file=sys.stderr)
-    except (TaskError, StoreError) as err:
+    except (StoreError, ValueError) as err:  # sim.TaskError is a ValueError: bad input, not a bug
         print(f"roboq {cmd.name}: error: {err}", file=sys.stderr)
     except KeyboardInterrupt:
         print(f"roboq {cmd.name}: interrupted", file=sys.stderr)

@@ -23,6 +23,11 @@ from sim import MujocoEnv, make_env
 MODES = ("actions", "states")
 
 
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+
+
 def replay_actions(env: MujocoEnv, episode: Episode, video: bool = False) -> tuple[dict[str, Any], list[np.ndarray]]:
     actions = iter(episode.steps["action"])
     result = rollout(env, lambda _: next(actions), seed=episode.seed, initial_state=episode.initial_state, max_steps=len(episode), video=video)
@@ -60,8 +65,7 @@ def replay_store(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Replay (up to ``episodes``) episodes of ``store``; writes ``replay_info.json`` (and mp4s) to ``out_dir``."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    check_mode(mode)
     replay_one = replay_actions if mode == "actions" else replay_states
     settings = {**store.attrs["env_config"], "cameras": []}  # replay compares states; no camera frames needed
     n = store.num_episodes if episodes is None else min(episodes, store.num_episodes)

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from robo_q.collect import collect_demos, store_for_env
 from robo_q.commands.common import env_settings, print_summary
 from robo_q.data import EpisodeStore
-from robo_q.replay import replay_store
+from robo_q.replay import check_mode, replay_store
 from robo_q.rundir import make_run_dir, save_config, slug
 from sim import make_env
 from sim.experts import make_expert
@@ -76,6 +76,7 @@ def info(cfg: DictConfig) -> int:
 
 def replay(cfg: DictConfig) -> int:
     """Replay stored episodes in their simulator (open loop or by state) and report fidelity."""
+    check_mode(cfg.mode)
     store = EpisodeStore.open(cfg.path)
     run_dir = make_run_dir(f"replay-{cfg.mode}", Path(cfg.path).stem, cfg.out)
     save_config(cfg, run_dir)

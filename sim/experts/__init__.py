@@ -9,7 +9,7 @@ import numpy as np
 
 from sim.base import MujocoEnv, TaskError
 
-DMC_EXPERT_DOMAINS = ("reacher", "cartpole")
+DMC_EXPERT_TASKS = ("reacher-easy", "reacher-hard", "cartpole-balance", "cartpole-balance_sparse", "cartpole-swingup", "cartpole-swingup_sparse")
 
 
 class Expert(Protocol):
@@ -52,7 +52,7 @@ class PhysicsExpert:
 
 def has_expert(task: str) -> bool:
     family, _, name = task.partition("/")
-    return family == "metaworld" or (family == "dmc" and name.partition("-")[0] in DMC_EXPERT_DOMAINS)
+    return family == "metaworld" or (family == "dmc" and name in DMC_EXPERT_TASKS)
 
 
 def make_expert(env: MujocoEnv) -> Expert:
@@ -60,11 +60,11 @@ def make_expert(env: MujocoEnv) -> Expert:
     if not has_expert(env.task):
         raise TaskError(
             f"no scripted expert for {env.task}: experts exist for every metaworld/<task> and for "
-            f"dmc/{{{','.join(DMC_EXPERT_DOMAINS)}}}-<task>"
+            f"{', '.join('dmc/' + t for t in DMC_EXPERT_TASKS)}"
         )
     if env.family == "metaworld":
         return MetaWorldExpert(env)
     from sim.experts import dmc
 
     controller = dmc.ReacherExpert if env.task.startswith("dmc/reacher") else dmc.CartpoleExpert
-    return PhysicsExpert(controller(env.physics))
+    return PhysicsExpert(controller(env.physics, env.action_repeat))

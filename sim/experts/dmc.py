@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-ACTION_REPEAT = 2  # env steps each action is held for by the calling adapter
+ACTION_REPEAT = 2  # default env steps each action is held for by the calling adapter
 
 
 def _wrap(angle: float) -> float:
@@ -22,7 +22,8 @@ class ReacherExpert:
     KP = np.array([6.0, 3.0])
     KD = np.array([0.35, 0.0])
 
-    def __init__(self, physics) -> None:
+    def __init__(self, physics, action_repeat: int = ACTION_REPEAT) -> None:
+        del action_repeat  # the PD loop does not depend on it
         self.physics = physics
         m = physics.named.model
         self.l1 = float(m.body_pos["hand", "x"])
@@ -45,7 +46,7 @@ class ReacherExpert:
             q2 = float(np.clip(q2, -self.q_max, self.q_max))
             q1 = np.arctan2(y, x) - np.arctan2(l2 * np.sin(q2), l1 + l2 * np.cos(q2))
             goal = np.array([q[0] + _wrap(q1 - q[0]), q2])
-            cost = np.max(np.abs(goal - q) * [1.0, 0.5])  # shoulder is the slow joint
+            cost = np.max(np.abs(goal - q))  # both joints top out near the same speed
             if cost < best_cost:
                 best, best_cost = goal, cost
         return best
@@ -68,7 +69,7 @@ class CartpoleExpert:
     K_ENERGY, K_X, K_V = 25.0, 1.0, 3.0
     CATCH_COS = 0.8
 
-    def __init__(self, physics) -> None:
+    def __init__(self, physics, action_repeat: int = ACTION_REPEAT) -> None:
         self.physics = physics
         m = physics.named.model
         self.mc = float(m.body_mass["cart"])
@@ -77,7 +78,7 @@ class CartpoleExpert:
         self.inertia = float(np.max(m.body_inertia["pole_1", :2])) + self.mp * self.lc**2
         self.gear = float(physics.model.actuator_gear[0, 0])
         self.g = float(-physics.model.opt.gravity[2])
-        self.k_lqr = self._lqr_gain(ACTION_REPEAT * float(physics.model.opt.timestep))
+        self.k_lqr = self._lqr_gain(action_repeat * float(physics.model.opt.timestep))
 
     def _lqr_gain(self, dt: float) -> np.ndarray:
         """Discrete LQR gain (on the normalised action) for the upright linearisation."""
