@@ -71,7 +71,7 @@ class C51Head(_CategoricalHead):
     def __init__(self, atoms: int = 51, v_min: float = -2.0, v_max: float = 2.0) -> None:
         self.outputs, self.v_min, self.dz = atoms, v_min, (v_max - v_min) / (atoms - 1)
         self.support = torch.linspace(v_min, v_max, atoms)
-        self._j = torch.arange(atoms, dtype=torch.float32)
+        self._j = torch.arange(atoms, dtype=self.support.dtype)
 
     @torch.no_grad()
     def target(self, reward: Tensor, discount: Tensor, next_logits: Tensor) -> Tensor:
@@ -93,7 +93,9 @@ class C51Head(_CategoricalHead):
 class HLGaussHead(_CategoricalHead):
     """Histogram loss with Gaussian targets (Farebrother et al. 2024, "Stop Regressing")."""
 
-    def __init__(self, bins: int = 51, v_min: float = -2.0, v_max: float = 2.0, sigma_ratio: float = 0.75) -> None:
+    def __init__(
+        self, bins: int = 51, v_min: float = -2.0, v_max: float = 2.0, sigma_ratio: float = 0.75
+    ) -> None:
         width = (v_max - v_min) / bins
         self.outputs, self.v_min, self.v_max = bins, v_min, v_max
         self.support = torch.linspace(v_min + width / 2, v_max - width / 2, bins)
@@ -104,9 +106,10 @@ class HLGaussHead(_CategoricalHead):
     def target(self, reward: Tensor, discount: Tensor, next_logits: Tensor) -> Tensor:
         """N(y, sigma) integrated over each bin and renormalised; y = r + discount * q(next)."""
         q_next = self.q(next_logits)
-        y = torch.addcmul(_bcast(reward, q_next.dim()), _bcast(discount, q_next.dim()), q_next)
+        dims = q_next.dim()
+        y = torch.addcmul(_bcast(reward, dims), _bcast(discount, dims), q_next)
         y = y.clamp_(self.v_min, self.v_max).mul_(self._scale)
-        cdf = torch.special.erf(self._edges - y.unsqueeze(-1))
+        cdf = (self._edges - y.unsqueeze(-1)).erf_()
         return (cdf[..., 1:] - cdf[..., :-1]).div_(cdf[..., -1:] - cdf[..., :1])
 
 
@@ -120,7 +123,8 @@ class MSEHead(ValueHead):
 
     @torch.no_grad()
     def target(self, reward: Tensor, discount: Tensor, next_logits: Tensor) -> Tensor:
-        return torch.addcmul(_bcast(reward, next_logits.dim()), _bcast(discount, next_logits.dim()), next_logits)
+        dims = next_logits.dim()
+        return torch.addcmul(_bcast(reward, dims), _bcast(discount, dims), next_logits)
 
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:
         return (logits - target).square().sum(-1)
