@@ -3,7 +3,7 @@
 Storage: each array (``obs.<key>``, ``action``, ``reward``, ``terminated``) holds all episodes
 concatenated along time, episode e at rows ``start[e] .. start[e] + T_e``; row ``start[e] + t``
 holds o_t, a_t and the outcome of a_t, and the extra row ``start[e] + T_e`` holds the final
-observation o_T (its action, reward and terminated are zero). Sampling is pure fancy indexing.
+observation o_T (its action, reward and terminated are never read). Sampling is pure fancy indexing.
 Past ``capacity`` transitions the oldest episodes are dropped; their rows are reclaimed when the
 buffer next runs out of room (compacted in place, or copied into one twice the live size).
 """
@@ -21,6 +21,18 @@ def _dtype(key: str) -> type:
     if key == "terminated":
         return np.bool_
     return np.uint8 if key.startswith("obs.images.") else np.float32
+
+
+def _stack_frames(frames: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``frames[rows]`` [B, F, H, W, C] concatenated on channels: [B, H, W, F * C]."""
+    if rows.shape[1] == 1:
+        return frames[rows[:, 0]]
+    out = np.empty((len(rows), *frames.shape[1:3], rows.shape[1], frames.shape[3]), frames.dtype)
+    for f in range(rows.shape[1]):
+        frame = frames[rows[:, f]]
+        for c in range(frames.shape[3]):  # whole-plane copies: ~8x faster than a transpose with 3-byte inner runs
+            out[..., f, c] = frame[..., c]
+    return out.reshape(*out.shape[:3], -1)
 
 
 class EpisodeReplay:
@@ -83,10 +95,7 @@ class EpisodeReplay:
         self._reserve(length + 1)
         at = self._used
         for key, values in rows.items():
-            buf = self._buf[key]
-            buf[at : at + len(values)] = values
-            if key in STEP_KEYS:
-                buf[at + length] = 0
+            self._buf[key][at : at + len(values)] = values
         self._starts = np.append(self._starts, at)
         self._lengths = np.append(self._lengths, length)
         self._used += length + 1
@@ -142,9 +151,8 @@ class EpisodeReplay:
         for prefix, step in (("obs", t), ("next_obs", t + n_valid[:, None])):
             for key in self.obs_keys:
                 buf = self._buf[f"obs.{key}"]
-                if key.startswith("images."):  # frames t-F+1..t, clamped at the episode start, on channels
-                    frames = buf[start + np.maximum(step + self._history, 0)]
-                    batch[f"{prefix}.{key}"] = frames.transpose(0, 2, 3, 1, 4).reshape(batch_size, *frames.shape[2:4], -1)
+                if key.startswith("images."):  # frames t-F+1..t, clamped at the episode start
+                    batch[f"{prefix}.{key}"] = _stack_frames(buf, start + np.maximum(step + self._history, 0))
                 else:
                     batch[f"{prefix}.{key}"] = buf[(start + step)[:, 0]]
         return batch
