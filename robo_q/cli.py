@@ -28,6 +28,8 @@ COMMANDS = [
     Command("demos collect", "demos/collect", "robo_q.commands.demos:collect", "collect scripted-expert demos into a zarr store", "roboq demos collect task=metaworld/drawer-open episodes=20 out=demos/drawer-open.zarr"),
     Command("demos info", "demos/info", "robo_q.commands.demos:info", "describe an episode store", "roboq demos info path=demos/drawer-open.zarr"),
     Command("demos replay", "demos/replay", "robo_q.commands.demos:replay", "replay a store in its simulator (mode=actions|states)", "roboq demos replay path=demos/drawer-open.zarr mode=actions video=true"),
+    Command("train", "train", "robo_q.commands.train:train", "train a CQN / CQN-AS / BC policy from demonstrations", "roboq train task=metaworld/drawer-open agent=cqn_as demos.path=demos/drawer-open.zarr"),
+    Command("eval", "eval", "robo_q.commands.train:eval_checkpoint", "evaluate a checkpoint on fixed seeds", "roboq eval checkpoint=outputs/<run>/checkpoints/last episodes=50 video=true"),
     Command("tasks", "tasks", "robo_q.commands.tasks:tasks", "list the task names (family=metaworld|dmc)", "roboq tasks family=dmc"),
 ]
 
@@ -54,6 +56,8 @@ def _command_help(cmd: Command) -> str:
     compose_config(cmd.config, [])  # a broken config fails here, not halfway through a run
     text = (config_dir() / f"{cmd.config}.yaml").read_text()
     parts = [f"roboq {cmd.name}: {cmd.summary}", f"example:\n  {cmd.example}", f"settings (configs/{cmd.config}.yaml):\n{text}"]
+    if "/agent:" in text:
+        parts.append(f"agent.* settings (configs/agent/<name>.yaml; cqn shown):\n{(config_dir() / 'agent' / 'cqn.yaml').read_text()}")
     if "/env: default" in text:
         parts.append(f"env.* settings (configs/env/default.yaml):\n{(config_dir() / 'env' / 'default.yaml').read_text()}")
     return "\n\n".join(parts)
@@ -77,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if wants_help or not name else 2
         print(f"roboq: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    from robo_q.data import StoreError  # imported here: keeps `roboq --help` fast
+    from robo_q.checkpoint import CheckpointError  # imported here: keeps `roboq --help` fast
+    from robo_q.data import StoreError
 
     try:
         if wants_help:
@@ -88,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(getattr(importlib.import_module(module), function)(cfg) or 0)
     except (HydraException, OmegaConfBaseException) as err:
         print(f"roboq {cmd.name}: bad settings: {err}\n(see `roboq {cmd.name} --help`)", file=sys.stderr)
-    except (StoreError, ValueError) as err:  # sim.TaskError is a ValueError: bad input, not a bug
+    except (StoreError, CheckpointError, ValueError) as err:  # sim.TaskError is a ValueError: bad input, not a bug
         print(f"roboq {cmd.name}: error: {err}", file=sys.stderr)
     except KeyboardInterrupt:
         print(f"roboq {cmd.name}: interrupted", file=sys.stderr)

@@ -1,1 +1,23 @@
 """Q-critic agents (CQN, CQN-AS), their building blocks and the BC baseline."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+import torch
+
+from robo_q.agents.bc import BCAgent, BCConfig
+from robo_q.agents.cqn import CQNAgent, CQNConfig
+
+Agent = CQNAgent | BCAgent
+AGENTS = {"cqn": (CQNAgent, CQNConfig), "cqn_as": (CQNAgent, CQNConfig), "bc": (BCAgent, BCConfig)}
+
+
+def make_agent(name: str, settings: dict[str, Any], obs_shapes: dict[str, tuple[int, ...]], action_dim: int, device: str | torch.device) -> Agent:
+    """Build agent ``name`` from the resolved ``agent`` config (keys the agent does not use are ignored)."""
+    if name not in AGENTS:
+        raise ValueError(f"unknown agent {name!r}; agents: {', '.join(AGENTS)}")
+    cls, config_cls = AGENTS[name]
+    known = {f.name for f in fields(config_cls)}
+    return cls(obs_shapes, action_dim, config_cls(**{k: v for k, v in settings.items() if k in known}), device)

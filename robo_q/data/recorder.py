@@ -37,7 +37,11 @@ class EpisodeRecorder:
     def success(self) -> bool:
         return bool(np.any(self._rows.get("success", False)))
 
+    def episode(self) -> tuple[dict[str, np.ndarray], Obs]:
+        """(per-step arrays by store key, final observation) of the recorded episode."""
+        return {key: np.stack(values) for key, values in self._rows.items()}, self._obs or {}
+
     def save(self, store: EpisodeStore, *, seed: int, source: str | None = None) -> int:
         """Append the recorded episode to ``store``; returns its index."""
-        steps = {key: np.stack(values) for key, values in self._rows.items()}
-        return store.append_episode(steps, self._obs or {}, seed=seed, source=source)
+        steps, final = self.episode()
+        return store.append_episode(steps, final, seed=seed, source=source)

@@ -1,0 +1,42 @@
+"""Action-sequence scheduling (numpy only): temporal ensembling or open-loop execution.
+
+A sequence policy predicts K future actions per call. With ensembling (CQN-AS default) it is
+called every step and the action for step t averages every stored prediction for t with weights
+exp(-gain * i), i = 0 for the oldest; open loop runs each predicted sequence for K steps.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+
+
+class ActionScheduler:
+    def __init__(self, seq_len: int, mode: str = "ensemble", gain: float = 0.01) -> None:
+        if mode not in ("ensemble", "open_loop"):
+            raise ValueError(f"mode must be 'ensemble' or 'open_loop', got {mode!r}")
+        self.seq_len, self.mode, self.gain = seq_len, mode, gain
+        self._history: deque[np.ndarray] = deque(maxlen=seq_len)  # newest last
+        self._queue: deque[np.ndarray] = deque()
+
+    def reset(self) -> None:
+        self._history.clear()
+        self._queue.clear()
+
+    def needs_prediction(self) -> bool:
+        return self.mode == "ensemble" or not self._queue
+
+    def step(self, predict: Callable[[], np.ndarray]) -> np.ndarray:
+        """The action for this step; calls ``predict() -> [K, D]`` only when a new sequence is needed."""
+        if self.mode == "open_loop":
+            if not self._queue:
+                self._queue.extend(np.asarray(predict()))
+            return self._queue.popleft()
+        self._history.append(np.asarray(predict()))
+        n = len(self._history)
+        # prediction made i steps ago (i = n-1 .. 0, oldest first) contributes its step i
+        candidates = np.stack([seq[n - 1 - j] for j, seq in enumerate(self._history)])
+        weights = np.exp(-self.gain * np.arange(n))
+        return (weights[:, None] * candidates).sum(0) / weights.sum()

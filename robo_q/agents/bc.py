@@ -1,0 +1,56 @@
+"""Behaviour-cloning baseline on the same encoder: an MLP regressing the demo action sequence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from robo_q.agents.networks import ObservationEncoder, orthogonal_init
+
+
+@dataclass
+class BCConfig:
+    seq_len: int = 1
+    hidden: int = 512
+    proj_dim: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 0.1
+
+
+class BCAgent:
+    """Trained on demonstration rows only; acts deterministically."""
+
+    def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, cfg: BCConfig, device: str | torch.device = "cpu") -> None:
+        self.cfg, self.action_dim, self.device = cfg, action_dim, torch.device(device)
+        self.encoder = ObservationEncoder(obs_shapes, cfg.proj_dim).to(self.device)
+        self.policy = nn.Sequential(
+            nn.Linear(self.encoder.out_dim, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.SiLU(),
+            nn.Linear(cfg.hidden, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.SiLU(),
+            nn.Linear(cfg.hidden, cfg.seq_len * action_dim), nn.Tanh(),
+        ).to(self.device)
+        self.policy.apply(orthogonal_init)
+        params = list(self.encoder.parameters()) + list(self.policy.parameters())
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def _forward(self, obs: dict[str, Tensor], augment: bool) -> Tensor:
+        return self.policy(self.encoder(obs, augment)).view(-1, self.cfg.seq_len, self.action_dim)
+
+    @torch.no_grad()
+    def act(self, obs: dict[str, np.ndarray], explore: bool = False) -> np.ndarray:
+        del explore  # BC has no exploration
+        batch = self.encoder.single(obs, self.device)
+        return self._forward(batch, augment=False)[0].cpu().numpy()
+
+    def update(self, batch: dict[str, Tensor], demo: Tensor) -> dict[str, float]:
+        obs = {k[4:]: v[demo] for k, v in batch.items() if k.startswith("obs.")}
+        loss = (self._forward(obs, augment=True) - batch["action"][demo]).pow(2).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"bc_loss": loss.item()}
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"encoder": self.encoder, "policy": self.policy}

@@ -1,0 +1,90 @@
+"""CQN / CQN-AS / BC agents: shapes, learning signal from demos, terminal handling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from robo_q.agents import make_agent
+from robo_q.agents.cqn import CQNAgent, CQNConfig, gather_bins
+
+
+def _batch(n: int, k: int, rng: torch.Generator) -> dict[str, torch.Tensor]:
+    obs = torch.randn(n, 6, generator=rng)
+    action = torch.tanh(2 * obs[:, :2])[:, None].expand(n, k, 2).contiguous()  # a learnable demo policy
+    return {"obs.state": obs, "next_obs.state": obs + 0.01, "action": action, "reward": torch.zeros(n), "discount": torch.full((n,), 0.99)}
+
+
+@pytest.mark.parametrize("name, k, gru", [("cqn", 1, False), ("cqn_as", 3, True)])
+def test_demo_losses_teach_the_greedy_action(name, k, gru):
+    """With demo rows only, the margin/dominance losses must make the greedy action the demo's bin."""
+    torch.manual_seed(0)
+    rng = torch.Generator().manual_seed(0)
+    agent = make_agent(name, {"seq_len": k, "gru": gru, "hidden": 64, "lr": 3e-3, "levels": 2, "bins": 5}, {"state": (6,)}, 2, "cpu")
+    batch = _batch(128, k, rng)
+    demo = torch.ones(128, dtype=torch.bool)
+    for _ in range(150):
+        metrics = agent.update(batch, demo)
+    with torch.no_grad():
+        greedy, _ = agent.greedy(agent.encoder({"state": batch["obs.state"]}))
+    error = (greedy - batch["action"]).abs()
+    assert error.shape == (128, k, 2)
+    # level-0 bins are 0.4 wide; the learned greedy action must land in the demo's coarse bin
+    assert (error < 0.4).float().mean() > 0.9, error.mean()
+    assert metrics["demo_loss"] < 0.01
+
+
+def test_terminal_transitions_do_not_bootstrap():
+    """With discount 0 the TD target is the reward alone, whatever the next state's value."""
+    torch.manual_seed(0)
+    agent = CQNAgent({"state": (6,)}, 2, CQNConfig(hidden=32, levels=2))
+    with torch.no_grad():  # make every next-state value large: bias the value head's logits towards the top atom
+        agent.critic_target.value.head.bias.view(2, 51)[:, -1] = 50.0
+    next_logits = agent.critic_target(torch.zeros(4, agent.encoder.out_dim), torch.zeros(4, 2, 1, 2), agent.all_levels)
+    chosen = gather_bins(next_logits, torch.zeros(4, 2, 1, 2, dtype=torch.long))
+    reward = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    target = agent.head.target(reward, torch.tensor([0.0, 0.99, 0.0, 0.99]), chosen)
+    q = agent.head.q(torch.log(target.clamp_min(1e-12)))
+    assert torch.allclose(q[0], torch.tensor(1.0), atol=1e-4) and torch.allclose(q[2], torch.tensor(0.0), atol=1e-4)
+    assert (q[1] > 1.5).all() and (q[3] > 1.5).all()  # bootstrapped from the (large) next value
+
+
+def test_updates_move_the_target_network_by_polyak_averaging():
+    torch.manual_seed(0)
+    agent = CQNAgent({"state": (6,)}, 2, CQNConfig(hidden=32, levels=2, tau=0.5))
+    before = [p.clone() for p in agent.critic_target.parameters()]
+    agent.update(_batch(16, 1, torch.Generator().manual_seed(1)), torch.zeros(16, dtype=torch.bool))
+    for b, t, o in zip(before, agent.critic_target.parameters(), agent.critic.parameters()):
+        assert torch.allclose(t, 0.5 * b + 0.5 * o, atol=1e-6)
+
+
+@pytest.mark.parametrize("head", ["c51", "hl_gauss", "mse"])
+def test_every_value_head_trains(head):
+    torch.manual_seed(0)
+    agent = make_agent("cqn", {"head": head, "hidden": 32, "levels": 2}, {"state": (6,)}, 2, "cpu")
+    batch = {**_batch(32, 1, torch.Generator().manual_seed(2)), "reward": torch.ones(32)}  # zero-init heads start at Q = 0
+    losses = [agent.update(batch, torch.ones(32, dtype=torch.bool))["critic_loss"] for _ in range(30)]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
+
+
+def test_pixel_encoder_and_bc():
+    torch.manual_seed(0)
+    agent = make_agent("bc", {"seq_len": 2, "hidden": 32}, {"images.cam": (48, 48, 6)}, 3, "cpu")
+    obs = {"images.cam": np.random.default_rng(0).integers(0, 255, (48, 48, 6), dtype=np.uint8)}
+    assert agent.act(obs).shape == (2, 3)
+    batch = {"obs.images.cam": torch.randint(0, 255, (8, 48, 48, 6), dtype=torch.uint8), "action": torch.rand(8, 2, 3) * 2 - 1, "reward": torch.zeros(8)}
+    losses = [agent.update(batch, torch.ones(8, dtype=torch.bool))["bc_loss"] for _ in range(20)]
+    assert losses[-1] < losses[0]
+
+
+def test_unknown_agent():
+    with pytest.raises(ValueError, match="unknown agent 'sac'"):
+        make_agent("sac", {}, {"state": (3,)}, 1, "cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the CPU path runs in the other tests)")
+def test_cuda_update():
+    agent = make_agent("cqn_as", {"seq_len": 2, "gru": True, "hidden": 32}, {"state": (6,)}, 2, "cuda")
+    batch = {k: v.cuda() for k, v in _batch(16, 2, torch.Generator().manual_seed(0)).items()}
+    assert np.isfinite(agent.update(batch, torch.ones(16, dtype=torch.bool, device="cuda"))["critic_loss"])

@@ -1,0 +1,104 @@
+"""A short real training run: trains, evaluates, checkpoints, resumes after a real kill, loads for eval."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY = [
+    "task=metaworld/drawer-open",
+    "agent.hidden=32",
+    "agent.batch_size=16",
+    "agent.demo_batch_size=16",
+    "demos.num=3",
+    "env.max_episode_steps=60",
+    "eval.every=60",
+    "eval.episodes=1",
+    "train.log_every=20",
+    "progress=false",
+    "device=cpu",
+]
+
+
+def roboq(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "robo_q.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def _last_step(run: Path) -> int:
+    meta = run / "checkpoints" / "last" / "meta.json"
+    return json.loads(meta.read_text())["step"] if meta.exists() else -1
+
+
+def test_train_kill_resume_eval(tmp_path, drawer_store):
+    run = tmp_path / "run"
+    args = ["train", "agent=cqn_as", f"demos.path={drawer_store}", f"out={run}", *TINY]
+    proc = subprocess.Popen([sys.executable, "-m", "robo_q.cli", *args, "train.steps=100000"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while _last_step(run) < 120 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
+    killed_at = _last_step(run)
+    assert killed_at >= 120
+    assert {"config.yaml", "train.csv", "eval.csv", "eval_info.json", "tb", "checkpoints"} <= {p.name for p in run.iterdir()}
+
+    target = killed_at + 100
+    resumed = roboq(*args, f"train.steps={target}", f"resume={run}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed {run} at step {killed_at}" in resumed.stdout
+    assert _last_step(run) >= target
+    eval_steps = [int(line.split(",")[0]) for line in (run / "eval.csv").read_text().splitlines()[1:]]
+    assert eval_steps == sorted(eval_steps) and eval_steps[-1] >= target and any(s <= killed_at for s in eval_steps)
+    safetensors = {p.name for p in (run / "checkpoints" / "last").iterdir()}
+    assert safetensors == {"model.safetensors", "optimizer.safetensors", "replay.safetensors", "meta.json"}
+
+    # the checkpoint loads for evaluation and gives the training evaluation's result on the same seed
+    evaluated = roboq("eval", f"checkpoint={run}/checkpoints/last", "episodes=1", f"out={tmp_path / 'eval'}", "device=cpu", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads((tmp_path / "eval" / "eval_info.json").read_text())
+    during_training = json.loads((run / "eval_info.json").read_text())
+    assert report["seeds"] == during_training["seeds"] == [1_000_000]
+    assert report["per_episode"][0]["length"] == during_training["per_episode"][0]["length"]
+    assert report["per_episode"][0]["return"] == during_training["per_episode"][0]["return"]
+
+    # resuming with a different agent fails naming the mismatch, and changes nothing
+    mismatch = roboq("train", "agent=cqn", f"demos.path={drawer_store}", f"out={run}", *TINY, f"resume={run}", cwd=tmp_path)
+    assert mismatch.returncode == 2
+    assert "does not match the config" in mismatch.stderr and "agent.seq_len: checkpoint 4 vs config 1" in mismatch.stderr
+    assert _last_step(run) >= target
+
+
+def test_offline_training_from_the_store_alone(tmp_path, drawer_store):
+    run = tmp_path / "offline"
+    result = roboq("train", "agent=bc", f"demos.path={drawer_store}", f"out={run}", *TINY, "train.offline=true", "train.steps=40", "eval.every=20", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = (run / "train.csv").read_text().splitlines()
+    assert rows[0].startswith("step,episodes,updates") and rows[-1].split(",")[:3] == ["40", "0", "40"]  # no env episodes
+    assert len((run / "eval.csv").read_text().splitlines()) == 3  # header + 2 evaluations
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "task=dmc/walker-walk", "progress=false"], "has no scripted expert: pass demos.path"),
+        (["train", "obs=depth"], "obs must be state or pixels"),
+        (["eval", "checkpoint=nowhere"], "not a checkpoint"),
+    ],
+)
+def test_train_errors(tmp_path, args, message):
+    result = roboq(*args, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on machines without CUDA")
+def test_cuda_request_without_a_gpu_fails_clearly(tmp_path):
+    result = roboq("train", "device=cuda", cwd=tmp_path)
+    assert result.returncode == 2 and "device=cuda but no CUDA device" in result.stderr
