@@ -1,4 +1,8 @@
-"""``roboq pipeline``: the main job on one task, every stage writing under one run directory."""
+"""``roboq pipeline``: the main job on one task, every stage writing under one run directory.
+
+Stages so far: collect expert demos -> replay checks -> train -> evaluate. Export and the ROS 2
+run join as they land.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,15 @@ from robo_q.commands.common import env_settings, print_summary
 from robo_q.commands.demos import print_replay_summary
 from robo_q.replay import replay_store
 from robo_q.rundir import make_run_dir, save_config
+from robo_q.train import Trainer
 from sim import make_env
 from sim.experts import make_expert
 
 
 def pipeline(cfg: DictConfig) -> int:
-    """Collect expert demos, then replay them open loop (with video) and by state."""
+    """Collect expert demos, replay them open loop (with video) and by state, train, evaluate."""
+    from robo_q.cli import compose_config  # the training stage runs the `train` command's config
+
     run_dir = make_run_dir("pipeline", cfg.task, cfg.out)
     save_config(cfg, run_dir)
     print(f"run directory: {run_dir}")
@@ -29,6 +36,24 @@ def pipeline(cfg: DictConfig) -> int:
         report = replay_store(store, mode=mode, out_dir=out_dir, video=mode == "actions", video_episodes=cfg.video_episodes, progress=cfg.progress)
         print_replay_summary(report, out_dir)
         stages[f"replay_{mode}"] = {k: v for k, v in report.items() if k != "per_episode"}
+    overrides = [
+        f"task={cfg.task}",
+        f"agent={cfg.agent}",
+        f"seed={cfg.seed}",
+        f"device={cfg.device}",
+        f"demos.path={store.path}",
+        f"demos.num={cfg.episodes}",
+        f"train.steps={cfg.train_steps}",
+        f"eval.every={cfg.eval_every}",
+        f"eval.episodes={cfg.eval_episodes}",
+        "eval.video=true",
+        f"eval.video_episodes={cfg.video_episodes}",
+        f"out={run_dir / 'train'}",
+        f"progress={cfg.progress}",
+    ]
+    overrides += [f"env.{k}={v}" for k, v in env_settings(cfg.env).items() if v is not None and not isinstance(v, list)]
+    trained = Trainer(compose_config("train", overrides)).run()
+    stages["train"] = {k: v for k, v in trained.items() if k != "eval"} | {"eval": {k: v for k, v in trained["eval"].items() if k != "per_episode"}}
     (run_dir / "pipeline.json").write_text(json.dumps(stages, indent=2))
     ok = collected.kept == cfg.episodes and all(stages[f"replay_{m}"]["success_reproduction_rate"] >= 0.95 for m in ("actions", "states"))
     print_summary(
@@ -38,6 +63,8 @@ def pipeline(cfg: DictConfig) -> int:
             "demos": f"{collected.kept} episodes, expert success {collected.expert_success_rate:.1%}",
             "open-loop replay": f"{stages['replay_actions']['success_reproduction_rate']:.1%} success reproduced",
             "state replay": f"{stages['replay_states']['success_reproduction_rate']:.1%} success reproduced",
+            "training": f"{cfg.agent} (small), {trained['steps']} env steps, {trained['updates']} updates",
+            "evaluation": f"{trained['eval']['success_rate']:.1%} success over {trained['eval']['episodes']} episodes (checkpoint {trained['run_dir']}/checkpoints/last)",
             "run directory": str(run_dir),
             "status": "ok" if ok else "FAILED",
         },
