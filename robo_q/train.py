@@ -25,7 +25,7 @@ from robo_q.collect import collect_demos, store_for_env
 from robo_q.data import EpisodeRecorder, EpisodeStore, StoreError
 from robo_q.evaluate import SequencePolicy, evaluate
 from robo_q.rundir import make_run_dir, save_config
-from sim import MujocoEnv, make_env
+from sim import MujocoEnv, default_camera, make_env
 from sim.experts import has_expert, make_expert
 
 TRAIN_COLUMNS = ["step", "episodes", "updates", "fps", "critic_loss", "demo_loss", "bc_loss", "q", "train_success"]
@@ -44,7 +44,7 @@ def env_settings(cfg: DictConfig) -> dict[str, Any]:
     """The env settings for this run: the env group plus the cameras of ``obs=pixels``."""
     settings = OmegaConf.to_container(cfg.env, resolve=True)
     if cfg.obs == "pixels":
-        settings["cameras"] = list(cfg.pixels.cameras)
+        settings["cameras"] = list(cfg.pixels.cameras or [default_camera(cfg.task)])
         settings["image_size"] = cfg.pixels.image_size
     elif cfg.obs != "state":
         raise ValueError(f"obs must be state or pixels, got {cfg.obs!r}")

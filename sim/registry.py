@@ -31,6 +31,18 @@ def _unknown(task: str, family: str) -> TaskError:
     return TaskError(f"unknown task {task!r}.{hint} {family} tasks: {', '.join(known)}")
 
 
+def default_camera(task: str) -> str | int:
+    """The camera a task family renders from by default (videos, pixel observations)."""
+    family = str(task).partition("/")[0]
+    if family == "metaworld":
+        from sim.metaworld_env import MetaWorldEnv as cls
+    elif family == "dmc":
+        from sim.dmc_env import DMCEnv as cls
+    else:
+        from sim.mjcf_env import MJCFEnv as cls
+    return cls.default_camera
+
+
 def make_env(task: str, **kwargs: Any) -> MujocoEnv:
     """Build the adapter for ``task``; keyword arguments are the env settings (see configs/env)."""
     family, _, name = str(task).partition("/")

@@ -40,7 +40,7 @@ def test_terminal_transitions_do_not_bootstrap():
     torch.manual_seed(0)
     agent = CQNAgent({"state": (6,)}, 2, CQNConfig(hidden=32, levels=2))
     with torch.no_grad():  # make every next-state value large: bias the value head's logits towards the top atom
-        agent.critic_target.value.head.bias.view(2, 51)[:, -1] = 50.0
+        agent.critic_target.value_head.bias.view(2, 51)[:, -1] = 50.0
     next_logits = agent.critic_target(torch.zeros(4, agent.encoder.out_dim), torch.zeros(4, 2, 1, 2), agent.all_levels)
     chosen = gather_bins(next_logits, torch.zeros(4, 2, 1, 2, dtype=torch.long))
     reward = torch.tensor([1.0, 1.0, 0.0, 0.0])
@@ -88,3 +88,36 @@ def test_cuda_update():
     agent = make_agent("cqn_as", {"seq_len": 2, "gru": True, "hidden": 32}, {"state": (6,)}, 2, "cuda")
     batch = {k: v.cuda() for k, v in _batch(16, 2, torch.Generator().manual_seed(0)).items()}
     assert np.isfinite(agent.update(batch, torch.ones(16, dtype=torch.bool, device="cuda"))["critic_loss"])
+
+
+def test_stacked_streams_match_reference_layers():
+    """The batched two-stream implementation computes exactly torch's Linear/LayerNorm/SiLU/GRU."""
+    from torch import nn
+
+    from robo_q.agents.networks import DuelingStreams
+
+    torch.manual_seed(0)
+    streams = DuelingStreams(2, feature_dim=5, cond_dim=3, hidden=8, gru=True)
+    with torch.no_grad():
+        for p in streams.parameters():
+            p.normal_()
+    features, cond = torch.randn(4, 5), torch.randn(4, 2, 3, 3)
+    out = streams(features, cond)
+    assert out.shape == (2, 4, 2, 3, 8)
+    for s in range(2):
+        first, mid = nn.Linear(8, 8), nn.Linear(8, 8)
+        norms = [nn.LayerNorm(8), nn.LayerNorm(8)]
+        gru = nn.GRU(8, 8, batch_first=True)
+        with torch.no_grad():
+            mid.weight.copy_(streams.w_mid[s].T)
+            mid.bias.copy_(streams.b_mid[s, 0])
+            for i, norm in enumerate(norms):
+                norm.weight.copy_(streams.ln[2 * i][s, 0])
+                norm.bias.copy_(streams.ln[2 * i + 1][s, 0])
+            for name in ("ih", "hh"):
+                getattr(gru, f"weight_{name}_l0").copy_(getattr(streams, f"w_{name}")[s].T)
+                getattr(gru, f"bias_{name}_l0").copy_(getattr(streams, f"b_{name}")[s, 0])
+        x = features[:, None, None] @ streams.w_feat[s] + cond @ streams.w_cond[s] + streams.b_in[s, 0]
+        x = nn.functional.silu(norms[1](mid(nn.functional.silu(norms[0](x)))))
+        expected, _ = gru(x.reshape(8, 3, 8))
+        torch.testing.assert_close(out[s], expected.reshape(4, 2, 3, 8), atol=1e-5, rtol=1e-5)

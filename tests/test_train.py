@@ -102,3 +102,24 @@ def test_train_errors(tmp_path, args, message):
 def test_cuda_request_without_a_gpu_fails_clearly(tmp_path):
     result = roboq("train", "device=cuda", cwd=tmp_path)
     assert result.returncode == 2 and "device=cuda but no CUDA device" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "task, extra",
+    [
+        ("metaworld/button-press-topdown", []),  # any Meta-World task: its expert collects the demos
+        ("dmc/reacher-hard", ["obs=pixels", "pixels.image_size=48", "agent.frame_stack=2"]),
+    ],
+)
+def test_training_collects_demos_when_none_are_given(tmp_path, task, extra):
+    run = tmp_path / "run"
+    args = [a for a in TINY if not a.startswith(("task=", "demos.num="))]
+    result = roboq("train", f"task={task}", "agent=cqn", "demos.num=2", "train.steps=20", "eval.every=20", f"out={run}", *args, *extra, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    from robo_q.data import EpisodeStore
+
+    store = EpisodeStore.open(run / "demos.zarr")
+    assert store.task == task and store.num_episodes == 2
+    if extra:
+        assert store.observation_keys == ["state", "images.0"] and store.episode(0).steps["observation.images.0"].shape[1:] == (48, 48, 3)
+    assert json.loads((run / "eval_info.json").read_text())["episodes"] == 1

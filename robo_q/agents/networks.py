@@ -14,9 +14,6 @@ def orthogonal_init(module: nn.Module) -> None:
         nn.init.orthogonal_(module.weight.data)
         if module.bias is not None:
             module.bias.data.zero_()
-    elif isinstance(module, nn.GRU):
-        for name, param in module.named_parameters():
-            (nn.init.orthogonal_ if "weight" in name else nn.init.zeros_)(param.data)
 
 
 class RandomShift(nn.Module):
@@ -103,27 +100,65 @@ class ObservationEncoder(nn.Module):
         return torch.cat(parts, dim=-1)
 
 
-class _Stream(nn.Module):
-    """One dueling stream: 2 x (Linear, LayerNorm, SiLU), optionally a GRU across the K steps, a head."""
+class DuelingStreams(nn.Module):
+    """The value and advantage streams, computed together with batched matmuls.
 
-    def __init__(self, feature_dim: int, cond_dim: int, hidden: int, out_dim: int, gru: bool) -> None:
+    Each stream: Linear over [features, conditioning] -> LayerNorm -> SiLU -> Linear ->
+    LayerNorm -> SiLU -> (optionally) a GRU across the K steps. The streams have the same shapes,
+    so their weights are stacked on a leading stream axis and every layer is one ``baddbmm`` for
+    both. The first Linear is split so observation features are projected once per sample, not
+    once per (level, step), and the GRU skips the hidden-state product at step 0 (h0 = 0).
+    """
+
+    def __init__(self, streams: int, feature_dim: int, cond_dim: int, hidden: int, gru: bool) -> None:
         super().__init__()
-        # First layer split in two so the observation features are projected once per sample,
-        # not once per (level, step): identical math to a Linear over the concatenation.
-        self.feat_in = nn.Linear(feature_dim, hidden)
-        self.cond_in = nn.Linear(cond_dim, hidden, bias=False)
-        self.body = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.LayerNorm(hidden), nn.SiLU())
-        self.gru = nn.GRU(hidden, hidden, batch_first=True) if gru else None
-        self.head = nn.Linear(hidden, out_dim)
+        self.hidden, self.gru = hidden, gru
+
+        def stacked(*shape: int) -> nn.Parameter:
+            return nn.Parameter(torch.empty(streams, *shape))
+
+        self.w_feat, self.w_cond, self.b_in = stacked(feature_dim, hidden), stacked(cond_dim, hidden), stacked(1, hidden)
+        self.w_mid, self.b_mid = stacked(hidden, hidden), stacked(1, hidden)
+        self.ln = nn.ParameterList([stacked(1, hidden) for _ in range(4)])  # gain, bias for both norms
+        if gru:
+            self.w_ih, self.b_ih = stacked(hidden, 3 * hidden), stacked(1, 3 * hidden)
+            self.w_hh, self.b_hh = stacked(hidden, 3 * hidden), stacked(1, 3 * hidden)
+        for name, param in self.named_parameters():
+            if name.startswith("w_"):
+                for matrix in param.data:
+                    nn.init.orthogonal_(matrix.T)
+            elif name in ("ln.0", "ln.2"):
+                nn.init.ones_(param)
+            else:
+                nn.init.zeros_(param)
+
+    def _norm_silu(self, x: Tensor, i: int) -> Tensor:
+        x = F.layer_norm(x, (self.hidden,))
+        return F.silu(torch.addcmul(self.ln[i + 1].unsqueeze(1), x, self.ln[i].unsqueeze(1)))
 
     def forward(self, features: Tensor, cond: Tensor) -> Tensor:
-        # features [N, F]; cond [N, L, K, C] -> [N, L, K, out]
-        n, levels, k, _ = cond.shape
-        h = self.body(self.feat_in(features)[:, None, None, :] + self.cond_in(cond))
-        if self.gru is not None:
-            h, _ = self.gru(h.reshape(n * levels, k, -1))
-            h = h.reshape(n, levels, k, -1)
-        return self.head(h)
+        """features [N, F], cond [N, L, K, C] -> hidden states [S, N, L, K, H]."""
+        n, levels, k, c = cond.shape
+        s, h = self.w_feat.shape[0], self.hidden
+        feat = torch.baddbmm(self.b_in, features.expand(s, -1, -1), self.w_feat)  # [S, N, H]
+        x = torch.matmul(cond.reshape(1, -1, c), self.w_cond).view(s, n, levels * k, h) + feat.unsqueeze(2)
+        x = self._norm_silu(x, 0).view(s, -1, h)
+        x = self._norm_silu(torch.baddbmm(self.b_mid, x, self.w_mid).unsqueeze(1), 2).squeeze(1)  # [S, N*L*K, H]
+        if self.gru:
+            gates_in = torch.baddbmm(self.b_ih, x, self.w_ih).view(s, n * levels, k, 3 * h)
+            state, outputs = None, []
+            for step in range(k):
+                gi = gates_in[:, :, step]
+                gh = self.b_hh if state is None else torch.baddbmm(self.b_hh, state, self.w_hh)
+                reset_in, update_in, new_in = gi.chunk(3, -1)
+                reset_h, update_h, new_h = gh.chunk(3, -1)
+                reset = torch.sigmoid(reset_in + reset_h)
+                update = torch.sigmoid(update_in + update_h)
+                candidate = torch.tanh(torch.addcmul(new_in, reset, new_h))
+                state = candidate - update * candidate if state is None else torch.lerp(candidate, state, update)
+                outputs.append(state)
+            x = torch.stack(outputs, 2)
+        return x.reshape(s, n, levels, k, h)
 
 
 class C2FCritic(nn.Module):
@@ -138,14 +173,14 @@ class C2FCritic(nn.Module):
         super().__init__()
         self.action_dim, self.levels, self.bins, self.outputs, self.seq_len = action_dim, levels, bins, outputs, seq_len
         cond_dim = action_dim + seq_len + levels
-        self.value = _Stream(feature_dim, cond_dim, hidden, action_dim * outputs, gru)
-        self.advantage = _Stream(feature_dim, cond_dim, hidden, action_dim * bins * outputs, gru)
+        self.streams = DuelingStreams(2, feature_dim, cond_dim, hidden, gru)
+        self.value_head = nn.Linear(hidden, action_dim * outputs)
+        self.advantage_head = nn.Linear(hidden, action_dim * bins * outputs)
+        for head in (self.value_head, self.advantage_head):
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
         self.register_buffer("step_onehot", torch.eye(seq_len))
         self.register_buffer("level_onehot", torch.eye(levels))
-        self.apply(orthogonal_init)
-        for stream in (self.value, self.advantage):
-            nn.init.zeros_(stream.head.weight)
-            nn.init.zeros_(stream.head.bias)
 
     def forward(self, features: Tensor, prev_centre: Tensor, levels: Tensor) -> Tensor:
         """features [N, F], prev_centre [N, L', K, D], levels long [L'] -> logits [N, L', K, D, B, O]."""
@@ -158,6 +193,7 @@ class C2FCritic(nn.Module):
             ],
             dim=-1,
         )
-        value = self.value(features, cond).view(n, nl, k, d, 1, self.outputs)
-        adv = self.advantage(features, cond).view(n, nl, k, d, self.bins, self.outputs)
+        hidden = self.streams(features, cond)
+        value = self.value_head(hidden[0]).view(n, nl, k, d, 1, self.outputs)
+        adv = self.advantage_head(hidden[1]).view(n, nl, k, d, self.bins, self.outputs)
         return value + adv - adv.mean(dim=-2, keepdim=True)

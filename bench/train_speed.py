@@ -1,0 +1,140 @@
+"""Critic update throughput: updates/s and achieved GFLOP/s for cqn and cqn_as, per preset and
+observation type, on the CPU and on CUDA when present; plus single-observation act latency.
+
+    python bench/train_speed.py [--quick] [--devices cpu,cuda] [--out bench/results/train_speed.json]
+
+Batches are 256 + 256 demo rows at paper size and 64 + 64 at the small preset (the presets'
+own sizes), a 39-D state (Meta-World) or one 84x84 camera with 8 stacked frames, a 4-D action.
+FLOPs of one update (forward + backward, all levels, target computation included) are counted
+with torch's FlopCounterMode, so GFLOP/s compares directly with the machine's matmul peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from robo_q.agents import make_agent
+from robo_q.agents.cqn import CQNConfig
+
+sys.path.insert(0, str(Path(__file__).parent))
+from straightforward_cqn import StraightforwardAgent  # noqa: E402
+
+PRESETS = {"small": {"hidden": 128, "batch": 64}, "paper": {"hidden": 512, "batch": 256}}
+AGENTS = {"cqn": {"seq_len": 1, "gru": False}, "cqn_as": {"seq_len": 4, "gru": True}}
+# The authors' official code on this 2-core machine (issue #3, eager PyTorch 2.13 CPU, paper size, state).
+OFFICIAL_CPU_SECONDS = {"cqn": 0.15, "cqn_as": 1.42}
+OFFICIAL_CPU_ACT_MS = {"cqn": 1.8, "cqn_as": 4.9}
+CPU_PEAK_GFLOPS = 150.0  # 2-thread fp32 matmul peak measured here (DESIGN.md section 6)
+
+
+def make_batch(obs: str, rows: int, seq_len: int, device: torch.device) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    if obs == "state":
+        o = {"obs.state": torch.randn(rows, 39, generator=g), "next_obs.state": torch.randn(rows, 39, generator=g)}
+    else:
+        o = {k: torch.randint(0, 256, (rows, 84, 84, 24), generator=g, dtype=torch.uint8) for k in ("obs.images.cam", "next_obs.images.cam")}
+    batch = {**o, "action": torch.rand(rows, seq_len, 4, generator=g) * 2 - 1, "reward": (torch.rand(rows, generator=g) < 0.1).float(), "discount": torch.full((rows,), 0.99)}
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def bench_case(agent_name: str, preset: str, obs: str, device: torch.device, seconds: float, impl: str = "robo_q") -> dict:
+    sizes = PRESETS[preset]
+    shapes = {"state": (39,)} if obs == "state" else {"images.cam": (84, 84, 24)}
+    settings = {**AGENTS[agent_name], "hidden": sizes["hidden"]}
+    if impl == "robo_q":
+        agent = make_agent(agent_name, settings, shapes, 4, device)
+    else:
+        agent = StraightforwardAgent(shapes, 4, CQNConfig(**settings), device)
+    rows = 2 * sizes["batch"]
+    batch = make_batch(obs, rows, AGENTS[agent_name]["seq_len"], device)
+    demo = torch.zeros(rows, dtype=torch.bool, device=device)
+    demo[sizes["batch"] :] = True
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(2):  # warm-up (allocator, autotuning)
+        agent.update(batch, demo)
+    with FlopCounterMode(display=False) as counter:
+        agent.update(batch, demo)
+    flops = counter.get_total_flops()
+    times = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds or len(times) < 3:
+        sync()
+        t = time.perf_counter()
+        agent.update(batch, demo)
+        sync()
+        times.append(time.perf_counter() - t)
+    update_s = float(np.median(times))
+    one = {k: v[0].cpu().numpy() for k, v in batch.items() if k.startswith("obs.")}
+    one = {k[4:]: v for k, v in one.items()}
+    agent.act(one)
+    act_times = []
+    for _ in range(50):
+        sync()
+        t = time.perf_counter()
+        agent.act(one)
+        act_times.append(time.perf_counter() - t)
+    result = {
+        "impl": impl,
+        "agent": agent_name,
+        "preset": preset,
+        "obs": obs,
+        "device": device.type,
+        "batch": f"{sizes['batch']} + {sizes['batch']} demo",
+        "hidden": sizes["hidden"],
+        "seconds_per_update": update_s,
+        "updates_per_s": 1.0 / update_s,
+        "gflop_per_update": flops / 1e9,
+        "gflops_achieved": flops / 1e9 / update_s,
+        "act_ms_p50": float(np.median(act_times) * 1e3),
+    }
+    if impl == "robo_q" and device.type == "cpu" and preset == "paper" and obs == "state":
+        result["speedup_vs_official"] = OFFICIAL_CPU_SECONDS[agent_name] / update_s
+        result["act_speedup_vs_official"] = OFFICIAL_CPU_ACT_MS[agent_name] / result["act_ms_p50"]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--devices", default="cpu,cuda", help="comma-separated; cuda is skipped when absent")
+    parser.add_argument("--seconds", type=float, default=5.0, help="timing budget per case")
+    parser.add_argument("--quick", action="store_true", help="state observations only")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the straightforward implementation")
+    parser.add_argument("--out", default="bench/results/train_speed.json")
+    args = parser.parse_args()
+    devices = [torch.device(d) for d in args.devices.split(",") if d != "cuda" or torch.cuda.is_available()]
+    results = []
+    print(f"{'agent':<7} {'preset':<6} {'obs':<7} {'device':<6} {'impl':<16} {'updates/s':>10} {'s/update':>9} {'GFLOP/upd':>10} {'GFLOP/s':>8} {'act ms':>7} {'speedup':>22}")
+    for device in devices:
+        for obs in ["state"] if args.quick else ["state", "pixels"]:
+            for preset in PRESETS:
+                for agent_name in AGENTS:
+                    impls = ["robo_q"] if args.no_baseline else ["straightforward", "robo_q"]
+                    for impl in impls:
+                        r = bench_case(agent_name, preset, obs, device, args.seconds, impl)
+                        results.append(r)
+                        notes = []
+                        if impl == "robo_q" and not args.no_baseline:
+                            r["speedup_vs_straightforward"] = results[-2]["seconds_per_update"] / r["seconds_per_update"]
+                            notes.append(f"{r['speedup_vs_straightforward']:.2f}x plain")
+                        if "speedup_vs_official" in r:
+                            notes.append(f"{r['speedup_vs_official']:.2f}x official")
+                        print(f"{agent_name:<7} {preset:<6} {obs:<7} {device.type:<6} {impl:<16} {r['updates_per_s']:10.2f} {r['seconds_per_update']:9.3f} {r['gflop_per_update']:10.1f} {r['gflops_achieved']:8.1f} {r['act_ms_p50']:7.2f} {', '.join(notes):>22}", flush=True)
+    print(f"\nCPU fp32 matmul peak here: ~{CPU_PEAK_GFLOPS:.0f} GFLOP/s (2 threads); official CPU figures: cqn {OFFICIAL_CPU_SECONDS['cqn']} s, cqn_as {OFFICIAL_CPU_SECONDS['cqn_as']} s per update")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    machine = {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    out.write_text(json.dumps({"machine": machine, "peak_cpu_gflops": CPU_PEAK_GFLOPS, "results": results}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
