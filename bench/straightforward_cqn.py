@@ -67,11 +67,11 @@ class StraightforwardAgent(CQNAgent):
     def _all_levels(self, critic: PlainCritic, features: Tensor, prev: Tensor) -> Tensor:
         return torch.stack([critic.forward_level(features, prev[:, level], level) for level in range(self.cfg.levels)], 1)
 
-    def greedy(self, features: Tensor) -> tuple[Tensor, Tensor]:
+    def greedy(self, features: Tensor) -> tuple[Tensor, Tensor, None]:
         def q_fn(level: int, prev_centre: Tensor) -> Tensor:
             return self.head.q(self.critic.forward_level(features, prev_centre, level))
 
-        return self.codec.greedy(q_fn, (features.shape[0], self.cfg.seq_len), self.action_dim, self.device)
+        return (*self.codec.greedy(q_fn, (features.shape[0], self.cfg.seq_len), self.action_dim, self.device), None)
 
     def update(self, batch: dict[str, Tensor], demo: Tensor) -> dict[str, float]:
         obs = {k[4:]: v for k, v in batch.items() if k.startswith("obs.")}
@@ -79,7 +79,7 @@ class StraightforwardAgent(CQNAgent):
         features = self.encoder(obs, augment=True)
         with torch.no_grad():
             next_features = self.encoder(next_obs, augment=True)
-            _, next_idx = self.greedy(next_features)
+            _, next_idx, _ = self.greedy(next_features)
             next_prev = self.codec.encode(self.codec.decode(next_idx))[1].transpose(1, 2)
             next_logits = self._all_levels(self.critic_target, next_features, next_prev)
             target = self.head.target(batch["reward"], batch["discount"], gather_bins(next_logits, next_idx.transpose(1, 2)))

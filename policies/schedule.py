@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from policies.observation import FrameHistory
+
 
 class ActionScheduler:
     def __init__(self, seq_len: int, mode: str = "ensemble", gain: float = 0.01) -> None:
@@ -40,3 +42,21 @@ class ActionScheduler:
         candidates = np.stack([seq[n - 1 - j] for j, seq in enumerate(self._history)])
         weights = np.exp(-self.gain * np.arange(n))
         return (weights[:, None] * candidates).sum(0) / weights.sum()
+
+
+class SequencePolicy:
+    """Turns ``predict(stacked_obs) -> [K, D]`` into a per-step policy: frame stacking, then
+    sequence scheduling. Training evaluation and the deployed runtime both run through this."""
+
+    def __init__(self, predict: Callable[[dict[str, np.ndarray]], np.ndarray], seq_len: int, execution: str = "ensemble", gain: float = 0.01, frame_stack: int = 1) -> None:
+        self.predict = predict
+        self.history = FrameHistory(frame_stack)
+        self.scheduler = ActionScheduler(seq_len, execution, gain)
+
+    def reset(self) -> None:
+        self.history.reset()
+        self.scheduler.reset()
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        stacked = self.history(obs)
+        return self.scheduler.step(lambda: self.predict(stacked))

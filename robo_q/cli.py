@@ -29,7 +29,8 @@ COMMANDS = [
     Command("demos info", "demos/info", "robo_q.commands.demos:info", "describe an episode store", "roboq demos info path=demos/drawer-open.zarr"),
     Command("demos replay", "demos/replay", "robo_q.commands.demos:replay", "replay a store in its simulator (mode=actions|states)", "roboq demos replay path=demos/drawer-open.zarr mode=actions video=true"),
     Command("train", "train", "robo_q.commands.train:train", "train a CQN / CQN-AS / BC policy from demonstrations", "roboq train task=metaworld/drawer-open agent=cqn_as demos.path=demos/drawer-open.zarr"),
-    Command("eval", "eval", "robo_q.commands.train:eval_checkpoint", "evaluate a checkpoint on fixed seeds", "roboq eval checkpoint=outputs/<run>/checkpoints/last episodes=50 video=true"),
+    Command("eval", "eval", "robo_q.commands.train:eval_policy", "evaluate a checkpoint or an exported bundle on fixed seeds", "roboq eval checkpoint=outputs/<run>/checkpoints/last episodes=50 video=true"),
+    Command("export", "export", "robo_q.commands.train:export", "export a checkpoint as a deployable policy bundle", "roboq export checkpoint=outputs/<run>/checkpoints/last out=bundles/drawer-open"),
     Command("tasks", "tasks", "robo_q.commands.tasks:tasks", "list the task names (family=metaworld|dmc)", "roboq tasks family=dmc"),
 ]
 
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"roboq: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     from robo_q.checkpoint import CheckpointError  # imported here: keeps `roboq --help` fast
+    from policies import BundleError
     from robo_q.data import StoreError
 
     try:
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(getattr(importlib.import_module(module), function)(cfg) or 0)
     except (HydraException, OmegaConfBaseException) as err:
         print(f"roboq {cmd.name}: bad settings: {err}\n(see `roboq {cmd.name} --help`)", file=sys.stderr)
-    except (StoreError, CheckpointError, ValueError) as err:  # sim.TaskError is a ValueError: bad input, not a bug
+    except (StoreError, CheckpointError, BundleError, FileExistsError, ValueError) as err:  # sim.TaskError is a ValueError: bad input, not a bug
         print(f"roboq {cmd.name}: error: {err}", file=sys.stderr)
     except KeyboardInterrupt:
         print(f"roboq {cmd.name}: interrupted", file=sys.stderr)

@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from policies.observation import FrameHistory
-from policies.schedule import ActionScheduler
+from policies.schedule import SequencePolicy
 from robo_q.rollout import rollout
 from robo_q.video import write_mp4
 from sim import MujocoEnv
 
 EVAL_SEED_BASE = 1_000_000  # evaluation seeds never collide with demo or training seeds
-
-
-class SequencePolicy:
-    """Turns ``predict(stacked_obs) -> [K, D]`` into a per-step policy (frame stacking + scheduling)."""
-
-    def __init__(self, predict: Callable[[dict[str, np.ndarray]], np.ndarray], seq_len: int, execution: str, gain: float, frame_stack: int) -> None:
-        self.predict = predict
-        self.history = FrameHistory(frame_stack)
-        self.scheduler = ActionScheduler(seq_len, execution, gain)
-
-    def reset(self) -> None:
-        self.history.reset()
-        self.scheduler.reset()
-
-    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        stacked = self.history(obs)
-        return self.scheduler.step(lambda: self.predict(stacked))
 
 
 def evaluate(policy: SequencePolicy, env: MujocoEnv, episodes: int, *, seed: int = EVAL_SEED_BASE, video_dir: Path | None = None, video_episodes: int = 0) -> dict[str, Any]:

@@ -23,7 +23,8 @@ from robo_q.agents.replay import EpisodeReplay
 from robo_q.checkpoint import CheckpointError, check_compatible, load_buffers, load_weights, read_meta, save_checkpoint
 from robo_q.collect import collect_demos, store_for_env
 from robo_q.data import EpisodeRecorder, EpisodeStore, StoreError
-from robo_q.evaluate import SequencePolicy, evaluate
+from policies.schedule import SequencePolicy
+from robo_q.evaluate import evaluate
 from robo_q.rundir import make_run_dir, save_config
 from sim import MujocoEnv, default_camera, make_env
 from sim.experts import has_expert, make_expert
@@ -151,6 +152,8 @@ class Trainer:
             "obs_shapes": {k: list(v) for k, v in obs_shapes.items()},
             "action_dim": self.env.action_dim,
             "control_dt": self.env.control_dt,
+            "action": {"low": self.env.action_low.tolist(), "high": self.env.action_high.tolist(), "names": list(self.env.action_names), "units": self.env.action_units},
+            "observation_spec": {k: v for k, v in self.env.observation_spec.items() if k in obs_shapes},
         }
         self.step = self.episodes = self.updates = 0
         self.train_success: deque[bool] = deque(maxlen=20)
@@ -257,11 +260,11 @@ class Trainer:
 
 
 def load_agent(checkpoint: str | Path, device: str = "auto") -> tuple[Agent, dict[str, Any]]:
-    """The agent stored in a checkpoint (built from its own metadata) and that metadata."""
+    """The agent stored in a checkpoint (built from its own metadata, uncompiled) and that metadata."""
     meta = read_meta(checkpoint)
     shapes = {k: tuple(v) for k, v in meta["obs_shapes"].items()}
     try:
-        agent = make_agent(meta["agent"]["name"], meta["agent"], shapes, meta["action_dim"], resolve_device(device))
+        agent = make_agent(meta["agent"]["name"], {**meta["agent"], "compile": False}, shapes, meta["action_dim"], resolve_device(device))
     except (KeyError, TypeError) as err:
         raise CheckpointError(f"{meta['path']}: incomplete metadata ({err})") from err
     load_weights(meta["path"], agent)

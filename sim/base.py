@@ -112,6 +112,13 @@ class MujocoEnv(abc.ABC):
     def simulator(self) -> str:
         return f"mujoco {mujoco.__version__}"
 
+    action_units = "actuator control, in each actuator's ctrlrange units"
+
+    @property
+    def action_names(self) -> list[str]:
+        """One name per action dimension (the actuators unless the family says otherwise)."""
+        return [self.model.actuator(i).name or f"actuator_{i}" for i in range(self.model.nu)]
+
     # -- public API ---------------------------------------------------------------------------
     @property
     def action_dim(self) -> int:

@@ -22,6 +22,8 @@ class MetaWorldEnv(MujocoEnv):
     default_reward = "sparse"
     default_action_repeat = 1  # Meta-World already applies frame_skip 5 (12.5 ms per action)
     default_camera = "corner2"
+    action_units = "end-effector position delta (1.0 = 1 cm per step) and gripper effort"
+    action_names = ["hand_dx", "hand_dy", "hand_dz", "gripper"]
 
     def __init__(self, name: str, **kwargs) -> None:
         self._env = metaworld.ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[name + _SUFFIX]()

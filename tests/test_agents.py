@@ -27,7 +27,7 @@ def test_demo_losses_teach_the_greedy_action(name, k, gru):
     for _ in range(150):
         metrics = agent.update(batch, demo)
     with torch.no_grad():
-        greedy, _ = agent.greedy(agent.encoder({"state": batch["obs.state"]}))
+        greedy, _, _ = agent.greedy(agent.encoder({"state": batch["obs.state"]}))
     error = (greedy - batch["action"]).abs()
     assert error.shape == (128, k, 2)
     # level-0 bins are 0.4 wide; the learned greedy action must land in the demo's coarse bin

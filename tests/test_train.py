@@ -91,6 +91,8 @@ def test_offline_training_from_the_store_alone(tmp_path, drawer_store):
         (["train", "task=dmc/walker-walk", "progress=false"], "has no scripted expert: pass demos.path"),
         (["train", "obs=depth"], "obs must be state or pixels"),
         (["eval", "checkpoint=nowhere"], "not a checkpoint"),
+        (["eval"], "give exactly one of checkpoint="),
+        (["eval", "bundle=nowhere"], "not a policy bundle"),
     ],
 )
 def test_train_errors(tmp_path, args, message):

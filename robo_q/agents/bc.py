@@ -26,23 +26,26 @@ class BCAgent:
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, cfg: BCConfig, device: str | torch.device = "cpu") -> None:
         self.cfg, self.action_dim, self.device = cfg, action_dim, torch.device(device)
         self.encoder = ObservationEncoder(obs_shapes, cfg.proj_dim).to(self.device)
-        self.policy = nn.Sequential(
+        self.actor = nn.Sequential(
             nn.Linear(self.encoder.out_dim, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.SiLU(),
             nn.Linear(cfg.hidden, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.SiLU(),
             nn.Linear(cfg.hidden, cfg.seq_len * action_dim), nn.Tanh(),
         ).to(self.device)
-        self.policy.apply(orthogonal_init)
-        params = list(self.encoder.parameters()) + list(self.policy.parameters())
+        self.actor.apply(orthogonal_init)
+        params = list(self.encoder.parameters()) + list(self.actor.parameters())
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def _forward(self, obs: dict[str, Tensor], augment: bool) -> Tensor:
-        return self.policy(self.encoder(obs, augment)).view(-1, self.cfg.seq_len, self.action_dim)
+        return self.actor(self.encoder(obs, augment)).view(-1, self.cfg.seq_len, self.action_dim)
+
+    def policy(self, obs: dict[str, Tensor]) -> tuple[Tensor, None]:
+        """The deployable policy: observation batch -> (action sequence [N, K, D], no Q)."""
+        return self._forward(obs, augment=False), None
 
     @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray], explore: bool = False) -> np.ndarray:
         del explore  # BC has no exploration
-        batch = self.encoder.single(obs, self.device)
-        return self._forward(batch, augment=False)[0].cpu().numpy()
+        return self.policy(self.encoder.single(obs, self.device))[0][0].cpu().numpy()
 
     def update(self, batch: dict[str, Tensor], demo: Tensor) -> dict[str, float]:
         obs = {k[4:]: v[demo] for k, v in batch.items() if k.startswith("obs.")}
@@ -53,4 +56,4 @@ class BCAgent:
         return {"bc_loss": loss.item()}
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"encoder": self.encoder, "policy": self.policy}
+        return {"encoder": self.encoder, "actor": self.actor}

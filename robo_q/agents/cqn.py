@@ -40,6 +40,7 @@ class CQNConfig:
     demo_lambda: float = 1.0
     margin: float = 0.01
     explore_std: float = 0.01
+    compile: bool = False  # torch.compile the critic (pays a one-off compile per input shape)
 
 
 def gather_bins(x: Tensor, idx: Tensor) -> Tensor:
@@ -61,27 +62,36 @@ class CQNAgent:
         self.encoder = ObservationEncoder(obs_shapes, cfg.proj_dim).to(self.device)
         self.critic = C2FCritic(self.encoder.out_dim, action_dim, cfg.levels, cfg.bins, self.head.outputs, cfg.seq_len, cfg.hidden, cfg.gru).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.critic_fn, self.target_fn = (torch.compile(m) for m in (self.critic, self.critic_target)) if cfg.compile else (self.critic, self.critic_target)
         params = list(self.encoder.parameters()) + list(self.critic.parameters())
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.all_levels = torch.arange(cfg.levels, device=self.device)
 
     # -- acting -----------------------------------------------------------------------------------
-    def greedy(self, features: Tensor) -> tuple[Tensor, Tensor]:
-        """Greedy K x D action for each feature row: (action [N, K, D], idx [N, K, L, D])."""
+    def greedy(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Greedy K x D action per feature row: (action [N, K, D], idx [N, K, L, D], Q of every
+        final-level bin [N, K, D, B])."""
         n, k = features.shape[0], self.cfg.seq_len
+        level_q: list[Tensor] = []
 
         def q_fn(level: int, prev_centre: Tensor) -> Tensor:
-            logits = self.critic(features, prev_centre[:, None], self.all_levels[level : level + 1])[:, 0]
-            return self.head.q(logits)
+            logits = self.critic_fn(features, prev_centre[:, None], self.all_levels[level : level + 1])[:, 0]
+            level_q.append(self.head.q(logits))
+            return level_q[-1]
 
-        return self.codec.greedy(q_fn, (n, k), self.action_dim, self.device)
+        action, idx = self.codec.greedy(q_fn, (n, k), self.action_dim, self.device)
+        return action, idx, level_q[-1]
+
+    def policy(self, obs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """The deployable greedy policy: observation batch -> (action sequence [N, K, D] in [-1, 1],
+        Q of the chosen final-level bin per step and dim [N, K, D])."""
+        action, idx, q = self.greedy(self.encoder(obs))
+        return action, q.gather(-1, idx[:, :, -1, :, None]).squeeze(-1)
 
     @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray], explore: bool = False) -> np.ndarray:
         """One observation (no batch dim) -> action sequence [K, D] in [-1, 1]."""
-        batch = self.encoder.single(obs, self.device)
-        action, _ = self.greedy(self.encoder(batch))
-        action = action[0]
+        action = self.policy(self.encoder.single(obs, self.device))[0][0]
         if explore:
             action = (action + self.cfg.explore_std * torch.randn_like(action)).clamp(-1, 1)
         return action.cpu().numpy()
@@ -96,13 +106,13 @@ class CQNAgent:
         features = self.encoder(obs, augment=True)
         with torch.no_grad():
             next_features = self.encoder(next_obs, augment=True)
-            _, next_idx = self.greedy(next_features)  # [N, K, L, D]
+            _, next_idx, _ = self.greedy(next_features)  # [N, K, L, D]
             next_prev = self.codec.encode(self.codec.decode(next_idx))[1]
-            next_logits = self.critic_target(next_features, next_prev.transpose(1, 2), self.all_levels)
+            next_logits = self.target_fn(next_features, next_prev.transpose(1, 2), self.all_levels)
             target = self.head.target(batch["reward"], batch["discount"], gather_bins(next_logits, next_idx.transpose(1, 2)))
 
         idx, prev = (t.transpose(1, 2) for t in self.codec.encode(batch["action"]))  # [N, L, K, D]
-        logits = self.critic(features, prev, self.all_levels)  # [N, L, K, D, B, O]
+        logits = self.critic_fn(features, prev, self.all_levels)  # [N, L, K, D, B, O]
         critic_loss = self.head.loss(gather_bins(logits, idx), target).mean()
         metrics = {"critic_loss": critic_loss.item()}
         loss = cfg.critic_lambda * critic_loss

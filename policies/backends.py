@@ -1,0 +1,39 @@
+"""Inference backends for a bundle: ONNX Runtime (default, no torch needed) or TorchScript."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class OnnxBackend:
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(self.outputs, inputs)
+
+
+class TorchBackend:
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        import torch
+
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.module = torch.jit.load(str(path), map_location="cpu").eval()
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with self.torch.inference_mode():
+            out = self.module(*(self.torch.from_numpy(v) for v in inputs.values()))
+        return [o.numpy() for o in (out if isinstance(out, tuple) else (out,))]
+
+
+BACKENDS = {"onnx": ("policy.onnx", OnnxBackend), "torch": ("policy.pt", TorchBackend)}

@@ -1,0 +1,89 @@
+"""The deployable policy: a bundle loaded for ``reset()`` / ``act(observation)`` at control rate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from policies.backends import BACKENDS
+from policies.bundle import BundleError, read_spec
+from policies.safety import SafetyFilter
+from policies.schedule import SequencePolicy
+
+
+class ObservationError(ValueError):
+    """An observation the policy cannot use: missing key, wrong shape, NaN or inf."""
+
+
+class Policy(SequencePolicy):
+    """Validates observations, runs inference, schedules action sequences and filters the result.
+
+    ``act(obs)`` takes one observation dict ({key: array} per ``spec["observation"]``, camera
+    frames unstacked) and returns one normalised action in [-1, 1]; ``to_native`` maps it to
+    the actuators' units. ``last_q`` holds the critic's Q of the last predicted action (if any).
+    """
+
+    def __init__(self, bundle: str | Path, backend: str = "onnx", threads: int = 1, max_delta: float | None = None) -> None:
+        self.bundle = Path(bundle)
+        self.spec = read_spec(self.bundle)
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        filename, backend_cls = BACKENDS[backend]
+        try:
+            self.backend = backend_cls(self.bundle / filename, threads)
+        except Exception as err:  # the runtimes raise their own exception types for bad models
+            raise BundleError(f"{self.bundle}: cannot load {filename} ({type(err).__name__}: {err})") from err
+        seq = self.spec["sequence"]
+        super().__init__(self._predict, seq["length"], seq["execution"], seq["ensemble_gain"], self.spec.get("frame_stack", 1))
+        dim = self.spec["action"]["dim"]
+        self.safety = SafetyFilter(-np.ones(dim), np.ones(dim), max_delta)
+        self.last_q: np.ndarray | None = None
+        self._inputs = {key: (o["input"], tuple(o["shape"]), np.dtype(o["dtype"])) for key, o in self.spec["observation"].items()}
+
+    @property
+    def control_dt(self) -> float:
+        return float(self.spec["control_dt"])
+
+    @property
+    def observation_spec(self) -> dict[str, dict[str, Any]]:
+        return self.spec["observation"]
+
+    def reset(self) -> None:
+        super().reset()
+        self.safety.reset()
+        self.last_q = None
+
+    def check(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The observation keys the policy reads, validated and cast; ObservationError otherwise."""
+        checked = {}
+        for key, (_, shape, dtype) in self._inputs.items():
+            if key not in obs:
+                raise ObservationError(f"observation lacks {key!r} (needs {sorted(self._inputs)})")
+            value = np.asarray(obs[key])
+            if value.shape != shape:
+                raise ObservationError(f"observation {key!r} has shape {value.shape}, expected {shape}")
+            if dtype.kind == "f" and not np.all(np.isfinite(value)):
+                raise ObservationError(f"observation {key!r} contains NaN or inf")
+            checked[key] = value.astype(dtype, copy=False)
+        return checked
+
+    def _predict(self, stacked: dict[str, np.ndarray]) -> np.ndarray:
+        outputs = self.backend({self._inputs[k][0]: np.ascontiguousarray(v[None]) for k, v in stacked.items()})
+        self.last_q = outputs[1][0] if len(outputs) > 1 else None
+        return outputs[0][0]
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """One control step: validated observation in, safe normalised action out."""
+        return self.safety(super().act(self.check(obs)))
+
+    def to_native(self, action: np.ndarray) -> np.ndarray:
+        """Normalised [-1, 1] action -> actuator units (the bundle's action bounds)."""
+        low, high = np.asarray(self.spec["action"]["low"]), np.asarray(self.spec["action"]["high"])
+        return low + (np.asarray(action) + 1.0) * 0.5 * (high - low)
+
+
+def load_policy(bundle: str | Path, backend: str = "onnx", threads: int = 1, max_delta: float | None = None) -> Policy:
+    """Load and verify a bundle; ``backend`` is ``onnx`` (default, no torch needed) or ``torch``."""
+    return Policy(bundle, backend, threads, max_delta)

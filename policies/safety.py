@@ -1,0 +1,34 @@
+"""The last line before an actuator: clip, rate-limit, and hold the last safe action on bad output."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class SafetyFilter:
+    """Clips to [low, high], limits the change per step to ``max_delta`` (if set), and replaces
+    a non-finite or wrong-sized action by the last safe one (``hold``, zeros before any)."""
+
+    def __init__(self, low: np.ndarray, high: np.ndarray, max_delta: float | np.ndarray | None = None) -> None:
+        self.low, self.high = np.asarray(low, np.float64), np.asarray(high, np.float64)
+        self.max_delta = None if max_delta is None else np.asarray(max_delta, np.float64)
+        self.last: np.ndarray | None = None
+        self.rejected = 0  # actions replaced by a hold
+
+    def reset(self) -> None:
+        self.last = None
+
+    @property
+    def hold(self) -> np.ndarray:
+        return np.clip(np.zeros_like(self.low), self.low, self.high) if self.last is None else self.last.copy()
+
+    def __call__(self, action: np.ndarray) -> np.ndarray:
+        action = np.asarray(action, np.float64)
+        if action.shape != self.low.shape or not np.all(np.isfinite(action)):
+            self.rejected += 1
+            return self.hold
+        safe = np.clip(action, self.low, self.high)
+        if self.max_delta is not None and self.last is not None:
+            safe = np.clip(safe, self.last - self.max_delta, self.last + self.max_delta)
+        self.last = safe
+        return safe.copy()

@@ -1,0 +1,107 @@
+"""Export a checkpoint as a self-contained, versioned policy bundle (read by ``policies/``).
+
+    <bundle>/policy.onnx   greedy coarse-to-fine policy, every level inside one graph:
+                           observations -> actions [1, K, D] (and q [1, K, D] for critics)
+    <bundle>/policy.pt     the same graph as TorchScript
+    <bundle>/policy.json   observation and action specs, sequence execution, control period,
+                           task and training provenance, file checksums
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+import robo_q
+from robo_q.train import load_agent
+from policies.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, input_name
+
+
+class ExportedPolicy(nn.Module):
+    """The agent's deployable ``policy()`` as a module with positional observation inputs."""
+
+    def __init__(self, agent, keys: list[str]) -> None:
+        super().__init__()
+        self.nets = nn.ModuleDict(agent.modules())  # registers the weights the graph reads
+        self.agent, self.keys = agent, keys
+
+    def forward(self, *obs: Tensor) -> tuple[Tensor, ...]:
+        action, q = self.agent.policy(dict(zip(self.keys, obs)))
+        return (action,) if q is None else (action, q)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def export_bundle(checkpoint: str | Path, out: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
+    """Write the bundle for ``checkpoint`` to ``out`` (atomically); returns its policy.json."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists (pass overwrite=true to replace it)")
+    agent, meta = load_agent(checkpoint, "cpu")
+    for module in agent.modules().values():
+        module.eval()
+    keys = sorted(meta["obs_shapes"])
+    module = ExportedPolicy(agent, keys).eval()
+    example = tuple(torch.zeros(1, *meta["obs_shapes"][k], dtype=torch.uint8 if k.startswith("images.") else torch.float32) for k in keys)
+    with torch.no_grad():
+        outputs = module(*example)
+    output_names = ["actions", "q"][: len(outputs)]
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in ("onnxscript", "torch.onnx"):  # optimizer and registration chatter
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # exporter chatter (deprecations, shape notes)
+        torch.onnx.export(module, example, tmp / "policy.onnx", input_names=[input_name(k) for k in keys], output_names=output_names, dynamo=True, external_data=False, verbose=False)
+        torch.jit.trace(module, example, check_trace=False).save(str(tmp / "policy.pt"))
+    agent_cfg = meta["agent"]
+    spec = {
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_VERSION,
+        "task": meta["task"],
+        "control_dt": meta["control_dt"],
+        "observation": {
+            k: {
+                "input": input_name(k),
+                "shape": meta["observation_spec"][k]["shape"],
+                "dtype": "uint8" if k.startswith("images.") else "float32",
+                "stacked_shape": meta["obs_shapes"][k],
+                "normalisation": "x / 255 - 0.5 inside the graph" if k.startswith("images.") else "none (raw values)",
+            }
+            for k in keys
+        },
+        "frame_stack": agent_cfg.get("frame_stack", 1),
+        "action": {"dim": meta["action_dim"], "normalised_bounds": [-1.0, 1.0], **meta["action"]},
+        "sequence": {"length": agent_cfg["seq_len"], "execution": agent_cfg.get("execution", "ensemble"), "ensemble_gain": agent_cfg.get("ensemble_gain", 0.01)},
+        "outputs": {name: list(o.shape) for name, o in zip(output_names, outputs)},
+        "provenance": {
+            "agent": agent_cfg["name"],
+            "agent_settings": agent_cfg,
+            "checkpoint": meta["path"],
+            "step": meta["step"],
+            "eval": meta.get("eval"),
+            "env_settings": meta["env"],
+            "robo_q_version": robo_q.__version__,
+            "torch_version": torch.__version__,
+            "exported": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        },
+        "files": {name: sha256(tmp / name) for name in ("policy.onnx", "policy.pt")},
+    }
+    (tmp / "policy.json").write_text(json.dumps(spec, indent=2))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return spec

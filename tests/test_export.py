@@ -1,0 +1,175 @@
+"""Export bundles and the policies/ runtime: format, parity with the training agent, errors, safety."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from policies import BundleError, ObservationError, load_policy
+from policies.safety import SafetyFilter
+from policies.schedule import ActionScheduler
+from robo_q.cli import compose_config
+from robo_q.evaluate import evaluate
+from robo_q.export import export_bundle
+from robo_q.train import Trainer, load_agent, sequence_policy
+from sim import make_env
+
+
+def _train(tmp, store, agent: str, extra: list[str]) -> str:
+    run = tmp / f"run_{agent}"
+    overrides = [f"agent={agent}", f"demos.path={store}", "demos.num=3", f"out={run}", "eval.episodes=1", "progress=false", "device=cpu", "agent.hidden=32", *extra]
+    Trainer(compose_config("train", overrides)).run()
+    return str(run / "checkpoints" / "last")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, drawer_store):
+    tmp = tmp_path_factory.mktemp("export")
+    checkpoints = {
+        "cqn_as": _train(tmp, drawer_store, "cqn_as", ["train.steps=60", "eval.every=60", "agent.batch_size=16", "agent.demo_batch_size=16"]),
+        "bc": _train(tmp, drawer_store, "bc", ["train.offline=true", "train.steps=400", "eval.every=400", "agent.demo_batch_size=64", "agent.lr=1e-3"]),
+    }
+    bundles = {name: tmp / f"bundle_{name}" for name in checkpoints}
+    for name, ckpt in checkpoints.items():
+        export_bundle(ckpt, bundles[name])
+    return checkpoints, bundles
+
+
+def test_bundle_contents(trained):
+    _, bundles = trained
+    spec = json.loads((bundles["cqn_as"] / "policy.json").read_text())
+    assert spec["format"] == "robo_q.policy_bundle" and spec["format_version"] == 1
+    assert spec["observation"] == {"state": {"input": "state", "shape": [39], "dtype": "float32", "stacked_shape": [39], "normalisation": "none (raw values)"}}
+    assert spec["action"]["names"] == ["hand_dx", "hand_dy", "hand_dz", "gripper"] and spec["action"]["dim"] == 4
+    assert spec["sequence"] == {"length": 4, "execution": "ensemble", "ensemble_gain": 0.01}
+    assert spec["outputs"] == {"actions": [1, 4, 4], "q": [1, 4, 4]} and spec["control_dt"] == pytest.approx(0.0125)
+    assert spec["provenance"]["agent"] == "cqn_as" and spec["provenance"]["step"] == 60
+    assert set(spec["files"]) == {"policy.onnx", "policy.pt"}
+    assert json.loads((bundles["bc"] / "policy.json").read_text())["outputs"] == {"actions": [1, 1, 4]}
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_exported_policy_matches_the_training_agent(trained, drawer_store, backend):
+    """On 1000 observations the exported graph picks the training agent's bins."""
+    from robo_q.data import EpisodeStore
+
+    checkpoints, bundles = trained
+    agent, _ = load_agent(checkpoints["cqn_as"], "cpu")
+    states = EpisodeStore.open(drawer_store).load(["observation.state"])["observation.state"]
+    rng = np.random.default_rng(0)
+    obs = (states[rng.integers(0, len(states), 1000)] + rng.normal(0, 0.02, (1000, 39))).astype(np.float32)
+    with torch.no_grad():
+        expected, expected_q = (t.numpy() for t in agent.policy({"state": torch.as_tensor(obs)}))
+    policy = load_policy(bundles["cqn_as"], backend=backend)
+    got = np.stack([policy._predict({"state": o}) for o in obs])
+    same = np.all(np.abs(got - expected) < 1e-6, axis=(1, 2))
+    print(f"{backend}: same bins on {same.mean():.1%} of 1000 observations, max abs action difference {np.abs(got - expected).max():.3g}")
+    assert same.mean() >= 0.97  # the rest are argmax near-ties flipped by float rounding
+    policy._predict({"state": obs[0]})
+    assert np.allclose(policy.last_q, expected_q[0], atol=1e-3)
+
+
+def test_bundle_evaluation_matches_the_checkpoint(trained):
+    checkpoints, bundles = trained
+    agent, meta = load_agent(checkpoints["bc"], "cpu")
+    with make_env(meta["task"], **meta["env"]) as env:
+        from_checkpoint = evaluate(sequence_policy(agent, meta["agent"], explore=False), env, 3)
+        from_bundle = evaluate(load_policy(bundles["bc"]), env, 3)
+    assert from_bundle["success_rate"] == from_checkpoint["success_rate"] > 0
+    assert from_bundle["seeds"] == from_checkpoint["seeds"]
+    assert [e["length"] for e in from_bundle["per_episode"]] == [e["length"] for e in from_checkpoint["per_episode"]]
+
+
+def test_runtime_imports_and_runs_without_torch(trained):
+    _, bundles = trained
+    code = (
+        "import sys, numpy as np\n"
+        "sys.modules['torch'] = None  # any torch import now fails\n"
+        "from policies import load_policy\n"
+        f"p = load_policy({str(bundles['cqn_as'])!r})\n"
+        "p.reset()\n"
+        "a = p.act({'state': np.zeros(39)})\n"
+        "assert a.shape == (4,) and np.all(np.abs(a) <= 1) and p.last_q.shape == (4, 4)\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_observation_validation(trained):
+    _, bundles = trained
+    policy = load_policy(bundles["cqn_as"])
+    policy.reset()
+    for bad, message in [({}, "lacks 'state'"), ({"state": np.zeros(38)}, r"shape \(38,\), expected \(39,\)"), ({"state": np.full(39, np.nan)}, "NaN or inf")]:
+        with pytest.raises(ObservationError, match=message):
+            policy.act(bad)
+    assert policy.act({"state": np.zeros(39)}).shape == (4,)  # still works after rejected inputs
+
+
+def _copy(bundle, tmp_path):
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    return copy
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda b: (b / "policy.onnx").write_bytes((b / "policy.onnx").read_bytes()[:-10]), "policy.onnx does not match its checksum"),
+        (lambda b: (b / "policy.pt").unlink(), "policy.pt is missing"),
+        (lambda b: (b / "policy.json").write_text("{"), "unreadable"),
+        (lambda b: (b / "policy.json").write_text(json.dumps({**json.loads((b / "policy.json").read_text()), "format_version": 7})), "newer than this runtime"),
+        (lambda b: (b / "policy.json").unlink(), "not a policy bundle"),
+    ],
+)
+def test_damaged_bundles_are_refused(trained, tmp_path, damage, message):
+    _, bundles = trained
+    copy = _copy(bundles["cqn_as"], tmp_path)
+    damage(copy)
+    with pytest.raises(BundleError, match=message):
+        load_policy(copy)
+
+
+def test_safety_filter():
+    f = SafetyFilter(-np.ones(2), np.ones(2), max_delta=0.1)
+    np.testing.assert_allclose(f(np.array([5.0, -0.05])), [1.0, -0.05])  # clipped (first action: no rate limit)
+    np.testing.assert_allclose(f(np.array([0.0, 0.5])), [0.9, 0.05])  # rate-limited per step
+    np.testing.assert_allclose(f(np.array([np.nan, 0.0])), [0.9, 0.05])  # invalid output: hold the last safe action
+    np.testing.assert_allclose(f(np.zeros(3)), [0.9, 0.05])
+    assert f.rejected == 2
+    f.reset()
+    np.testing.assert_allclose(f(np.array([np.inf, 0.0])), [0.0, 0.0])  # nothing safe yet: hold zeros
+
+
+def test_open_loop_and_ensemble_scheduling():
+    calls = []
+
+    def predict():
+        calls.append(len(calls))
+        return np.full((3, 1), float(len(calls)))
+
+    loop = ActionScheduler(3, "open_loop")
+    actions = [loop.step(predict)[0] for _ in range(6)]
+    assert len(calls) == 2 and actions == [1, 1, 1, 2, 2, 2]
+    ens = ActionScheduler(3, "ensemble", gain=0.0)
+    calls.clear()
+    assert [ens.step(predict)[0] for _ in range(4)] == [1.0, 1.5, 2.0, 3.0]  # mean of predictions for each step
+
+
+def test_cli_export_and_eval_bundle(trained, tmp_path):
+    checkpoints, _ = trained
+    run = [sys.executable, "-m", "robo_q.cli"]
+    out = subprocess.run([*run, "export", f"checkpoint={checkpoints['bc']}", f"out={tmp_path / 'b'}"], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    again = subprocess.run([*run, "export", f"checkpoint={checkpoints['bc']}", f"out={tmp_path / 'b'}"], capture_output=True, text=True, cwd=tmp_path)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    ev = subprocess.run([*run, "eval", f"bundle={tmp_path / 'b'}", "episodes=1", f"out={tmp_path / 'e'}"], capture_output=True, text=True, cwd=tmp_path)
+    assert ev.returncode == 0, ev.stderr
+    report = json.loads((tmp_path / "e" / "eval_info.json").read_text())
+    assert report["bundle"] == str(tmp_path / "b") and report["episodes"] == 1
