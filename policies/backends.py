@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,9 @@ class TorchBackend:
 
         torch.set_num_threads(threads)
         self.torch = torch
-        self.module = torch.jit.load(str(path), map_location="cpu").eval()
+        with warnings.catch_warnings():  # TorchScript is deprecated upstream; the bundle still ships it
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.module = torch.jit.load(str(path), map_location="cpu").eval()
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         with self.torch.inference_mode():

@@ -50,6 +50,11 @@ def export_bundle(checkpoint: str | Path, out: str | Path, *, overwrite: bool = 
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists (pass overwrite=true to replace it)")
     agent, meta = load_agent(checkpoint, "cpu")
+    return export_agent(agent, meta, out)
+
+
+def export_agent(agent, meta: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Write the bundle of an agent described by checkpoint metadata ``meta`` to ``out``."""
     for module in agent.modules().values():
         module.eval()
     keys = sorted(meta["obs_shapes"])

@@ -1,18 +1,22 @@
 """``roboq pipeline``: the main job on one task, every stage writing under one run directory.
 
-Stages so far: collect expert demos -> replay checks -> train -> evaluate. Export and the ROS 2
-run join as they land.
+Stages so far: collect expert demos -> replay checks -> train -> evaluate -> export a bundle ->
+evaluate the bundle through the deployment runtime. The ROS 2 run joins when it lands.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from omegaconf import DictConfig
 
+from policies import load_policy
 from robo_q.collect import collect_demos, store_for_env
 from robo_q.commands.common import env_settings, print_summary
 from robo_q.commands.demos import print_replay_summary
+from robo_q.evaluate import evaluate
+from robo_q.export import export_bundle
 from robo_q.replay import replay_store
 from robo_q.rundir import make_run_dir, save_config
 from robo_q.train import Trainer
@@ -21,7 +25,8 @@ from sim.experts import make_expert
 
 
 def pipeline(cfg: DictConfig) -> int:
-    """Collect expert demos, replay them open loop (with video) and by state, train, evaluate."""
+    """Collect expert demos, replay them (open loop with video, and by state), train, evaluate,
+    export a bundle and evaluate the bundle itself."""
     from robo_q.cli import compose_config  # the training stage runs the `train` command's config
 
     run_dir = make_run_dir("pipeline", cfg.task, cfg.out)
@@ -54,6 +59,11 @@ def pipeline(cfg: DictConfig) -> int:
     overrides += [f"env.{k}={v}" for k, v in env_settings(cfg.env).items() if v is not None and not isinstance(v, list)]
     trained = Trainer(compose_config("train", overrides)).run()
     stages["train"] = {k: v for k, v in trained.items() if k != "eval"} | {"eval": {k: v for k, v in trained["eval"].items() if k != "per_episode"}}
+    bundle = run_dir / "bundle"
+    export_bundle(Path(trained["run_dir"]) / "checkpoints" / "last", bundle)
+    with make_env(cfg.task, **env_settings(cfg.env)) as env:
+        bundle_eval = evaluate(load_policy(bundle), env, cfg.eval_episodes)
+    stages["bundle"] = {"path": str(bundle), "eval": {k: v for k, v in bundle_eval.items() if k != "per_episode"}}
     (run_dir / "pipeline.json").write_text(json.dumps(stages, indent=2))
     ok = collected.kept == cfg.episodes and all(stages[f"replay_{m}"]["success_reproduction_rate"] >= 0.95 for m in ("actions", "states"))
     print_summary(
@@ -65,6 +75,7 @@ def pipeline(cfg: DictConfig) -> int:
             "state replay": f"{stages['replay_states']['success_reproduction_rate']:.1%} success reproduced",
             "training": f"{cfg.agent} (small), {trained['steps']} env steps, {trained['updates']} updates",
             "evaluation": f"{trained['eval']['success_rate']:.1%} success over {trained['eval']['episodes']} episodes (checkpoint {trained['run_dir']}/checkpoints/last)",
+            "exported bundle": f"{bundle_eval['success_rate']:.1%} success on the same seeds through the runtime ({bundle})",
             "run directory": str(run_dir),
             "status": "ok" if ok else "FAILED",
         },
