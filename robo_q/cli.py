@@ -31,6 +31,8 @@ COMMANDS = [
     Command("train", "train", "robo_q.commands.train:train", "train a CQN / CQN-AS / BC policy from demonstrations", "roboq train task=metaworld/drawer-open agent=cqn_as demos.path=demos/drawer-open.zarr"),
     Command("eval", "eval", "robo_q.commands.train:eval_policy", "evaluate a checkpoint or an exported bundle on fixed seeds", "roboq eval checkpoint=outputs/<run>/checkpoints/last episodes=50 video=true"),
     Command("export", "export", "robo_q.commands.train:export", "export a checkpoint as a deployable policy bundle", "roboq export checkpoint=outputs/<run>/checkpoints/last out=bundles/drawer-open"),
+    Command("sim-bridge", "sim_bridge", "robo_q.commands.ros:sim_bridge", "run a sim task as a ROS 2 robot", "roboq sim-bridge task=metaworld/drawer-open mode=realtime"),
+    Command("deploy", "deploy", "robo_q.commands.ros:deploy", "run a bundle as a ROS 2 lifecycle policy node", "roboq deploy bundle=bundles/drawer-open params=configs/deploy/sim.yaml"),
     Command("tasks", "tasks", "robo_q.commands.tasks:tasks", "list the task names (family=metaworld|dmc)", "roboq tasks family=dmc"),
 ]
 

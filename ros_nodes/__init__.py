@@ -1,1 +1,1 @@
-"""ROS 2 (rclpy) nodes: policy node, sim bridge, recorder. Built in the ROS 2 nodes issue."""
+"""ROS 2 (rclpy) nodes: the policy lifecycle node and the MuJoCo sim bridge."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # ROS tests talk over loopback only
 
 import pytest  # noqa: E402
 
@@ -22,3 +23,29 @@ def drawer_store(tmp_path_factory):
         report = collect_demos(env, make_expert(env), store, episodes=3, seed=100, progress=False)
     assert report.kept == 3
     return path
+
+
+def _train(tmp, store, agent: str, extra: list[str]) -> str:
+    from robo_q.cli import compose_config
+    from robo_q.train import Trainer
+
+    run = tmp / f"run_{agent}"
+    overrides = [f"agent={agent}", f"demos.path={store}", "demos.num=3", f"out={run}", "eval.episodes=1", "progress=false", "device=cpu", "agent.hidden=32", *extra]
+    Trainer(compose_config("train", overrides)).run()
+    return str(run / "checkpoints" / "last")
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, drawer_store):
+    """Tiny trained checkpoints (cqn_as online, bc offline) and their exported bundles."""
+    from robo_q.export import export_bundle
+
+    tmp = tmp_path_factory.mktemp("trained")
+    checkpoints = {
+        "cqn_as": _train(tmp, drawer_store, "cqn_as", ["train.steps=60", "eval.every=60", "agent.batch_size=16", "agent.demo_batch_size=16"]),
+        "bc": _train(tmp, drawer_store, "bc", ["train.offline=true", "train.steps=400", "eval.every=400", "agent.demo_batch_size=64", "agent.lr=1e-3"]),
+    }
+    bundles = {name: tmp / f"bundle_{name}" for name in checkpoints}
+    for name, ckpt in checkpoints.items():
+        export_bundle(ckpt, bundles[name])
+    return checkpoints, bundles

@@ -14,31 +14,9 @@ import torch
 from policies import BundleError, ObservationError, load_policy
 from policies.safety import SafetyFilter
 from policies.schedule import ActionScheduler
-from robo_q.cli import compose_config
 from robo_q.evaluate import evaluate
-from robo_q.export import export_bundle
-from robo_q.train import Trainer, load_agent, sequence_policy
+from robo_q.train import load_agent, sequence_policy
 from sim import make_env
-
-
-def _train(tmp, store, agent: str, extra: list[str]) -> str:
-    run = tmp / f"run_{agent}"
-    overrides = [f"agent={agent}", f"demos.path={store}", "demos.num=3", f"out={run}", "eval.episodes=1", "progress=false", "device=cpu", "agent.hidden=32", *extra]
-    Trainer(compose_config("train", overrides)).run()
-    return str(run / "checkpoints" / "last")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, drawer_store):
-    tmp = tmp_path_factory.mktemp("export")
-    checkpoints = {
-        "cqn_as": _train(tmp, drawer_store, "cqn_as", ["train.steps=60", "eval.every=60", "agent.batch_size=16", "agent.demo_batch_size=16"]),
-        "bc": _train(tmp, drawer_store, "bc", ["train.offline=true", "train.steps=400", "eval.every=400", "agent.demo_batch_size=64", "agent.lr=1e-3"]),
-    }
-    bundles = {name: tmp / f"bundle_{name}" for name in checkpoints}
-    for name, ckpt in checkpoints.items():
-        export_bundle(ckpt, bundles[name])
-    return checkpoints, bundles
 
 
 def test_bundle_contents(trained):

@@ -1,0 +1,60 @@
+"""``roboq sim-bridge`` and ``roboq deploy``: the ROS 2 nodes with sensible defaults."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from robo_q.commands.common import env_settings, print_summary
+
+
+def sim_bridge(cfg: DictConfig) -> int:
+    """Run a sim task as a ROS 2 robot until Ctrl-C (or ``episodes`` episodes)."""
+    from ros_nodes import runner
+    from ros_nodes.sim_bridge import SimBridge
+
+    runner.init()
+    bridge = SimBridge(cfg.task, env_settings(cfg.env), mode=cfg.mode, rate=cfg.rate, seed=cfg.seed, episodes=cfg.episodes, results=cfg.results)
+    bridge.get_logger().info(f"{cfg.task}: {cfg.mode} at {1 / bridge.period:.1f} Hz; commands on /policy_controller/commands")
+    interrupted = runner.spin(bridge, until=lambda: bridge.done, on_exit=bridge.write_results)
+    results = bridge.results
+    print_summary(
+        "sim-bridge",
+        {
+            "task": cfg.task,
+            "mode": cfg.mode,
+            "steps": bridge.steps,
+            "episodes": f"{len(results)} ({sum(r['success'] for r in results)} successful)",
+            "stopped by": "Ctrl-C" if interrupted else "episodes done",
+            "results": cfg.results or "-",
+        },
+    )
+    return 0
+
+
+def deploy(cfg: DictConfig) -> int:
+    """Run a bundle as a ROS 2 lifecycle policy node until Ctrl-C (publishes a hold on exit)."""
+    import rclpy
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from ros_nodes import runner
+    from ros_nodes.policy_node import PolicyNode
+
+    ros_args = ["--params-file", cfg.params] if cfg.params else []
+    ros_args += ["-p", f"bundle:={cfg.bundle}", "-p", f"trigger:={cfg.trigger}"]
+    runner.init(ros_args)
+    node = PolicyNode(cfg.node_name)
+    if cfg.autostart:
+        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS or node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            node.destroy_node()
+            rclpy.shutdown()
+            raise ValueError(f"the policy node did not start with bundle={cfg.bundle} (see the errors above)")
+    else:
+        node.get_logger().info("autostart=false: waiting for a lifecycle manager to configure and activate")
+
+    def stop() -> None:
+        if node._active:
+            node.trigger_deactivate()  # publishes the hold command
+
+    interrupted = runner.spin(node, on_exit=stop)
+    print_summary("deploy", {"bundle": cfg.bundle, "ticks": node.stats["ticks"], "rejected inputs": node.stats["rejected"], "stopped by": "Ctrl-C" if interrupted else "shutdown"})
+    return 0
