@@ -97,8 +97,8 @@ class SimBridge(Node):
         self._success = self._success or info["success"]
         self._return += reward
         self.pub_success.publish(Bool(data=bool(info["success"])))
+        self._publish()
         if not (terminated or truncated):
-            self._publish()
             return
         seed = self.env.episode_seed
         result = {"seed": seed, "success": self._success, "length": self.env.elapsed_steps, "return": self._return}

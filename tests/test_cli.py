@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -63,8 +64,8 @@ def test_tasks_listing(tmp_path):
 
 
 def test_pipeline_main_job_end_to_end(tmp_path):
-    """`make run`'s job, shortened: demos -> replay checks -> training -> evaluation -> bundle, one run dir."""
-    result = roboq("pipeline", "episodes=2", "train_steps=40", "eval_every=40", "eval_episodes=1", "video_episodes=1", "out=run", "progress=false", "device=cpu", cwd=tmp_path)
+    """`make run`'s job, shortened: demos -> replay -> training -> evaluation -> bundle -> ROS 2, one run dir."""
+    result = roboq("pipeline", "episodes=2", "train_steps=40", "eval_every=40", "eval_episodes=1", "video_episodes=1", "ros_episodes=1", "out=run", "progress=false", "device=cpu", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     run = tmp_path / "run"
     stages = json.loads((run / "pipeline.json").read_text())
@@ -72,5 +73,6 @@ def test_pipeline_main_job_end_to_end(tmp_path):
     assert stages["train"]["steps"] == 40 and stages["train"]["eval"]["episodes"] == 1
     assert (run / "train" / "checkpoints" / "last" / "model.safetensors").exists()
     assert stages["bundle"]["eval"]["episodes"] == 1 and (run / "bundle" / "policy.onnx").exists()
+    assert stages["ros"]["episodes"] == 1 and (run / "ros" / "policy_node.log").exists()
     assert len(list((run / "train" / "videos").rglob("*.mp4"))) == 1 and len(list((run / "replay-actions" / "videos").glob("*.mp4"))) == 1
-    assert "status            ok" in result.stdout
+    assert re.search(r"status\s+ok", result.stdout)

@@ -1,7 +1,8 @@
 """``roboq pipeline``: the main job on one task, every stage writing under one run directory.
 
-Stages so far: collect expert demos -> replay checks -> train -> evaluate -> export a bundle ->
-evaluate the bundle through the deployment runtime. The ROS 2 run joins when it lands.
+Stages: collect expert demos -> replay checks -> train -> evaluate -> export a bundle ->
+evaluate the bundle through the deployment runtime -> run it as a ROS 2 policy node against the
+MuJoCo sim bridge (separate processes over loopback) on the same seeds.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from robo_q.export import export_bundle
 from robo_q.replay import replay_store
 from robo_q.rundir import make_run_dir, save_config
 from robo_q.train import Trainer
+from ros_nodes.session import run_closed_loop
 from sim import make_env
 from sim.experts import make_expert
 
 
 def pipeline(cfg: DictConfig) -> int:
     """Collect expert demos, replay them (open loop with video, and by state), train, evaluate,
-    export a bundle and evaluate the bundle itself."""
+    export a bundle, evaluate the bundle itself, and run it through ROS 2."""
     from robo_q.cli import compose_config  # the training stage runs the `train` command's config
 
     run_dir = make_run_dir("pipeline", cfg.task, cfg.out)
@@ -64,6 +66,8 @@ def pipeline(cfg: DictConfig) -> int:
     with make_env(cfg.task, **env_settings(cfg.env)) as env:
         bundle_eval = evaluate(load_policy(bundle), env, cfg.eval_episodes)
     stages["bundle"] = {"path": str(bundle), "eval": {k: v for k, v in bundle_eval.items() if k != "per_episode"}}
+    ros = run_closed_loop(bundle, cfg.task, cfg.ros_episodes, run_dir / "ros")
+    stages["ros"] = {"success_rate": ros["success_rate"], "episodes": len(ros["episodes"]), "logs": str(run_dir / "ros")}
     (run_dir / "pipeline.json").write_text(json.dumps(stages, indent=2))
     ok = collected.kept == cfg.episodes and all(stages[f"replay_{m}"]["success_reproduction_rate"] >= 0.95 for m in ("actions", "states"))
     print_summary(
@@ -76,6 +80,7 @@ def pipeline(cfg: DictConfig) -> int:
             "training": f"{cfg.agent} (small), {trained['steps']} env steps, {trained['updates']} updates",
             "evaluation": f"{trained['eval']['success_rate']:.1%} success over {trained['eval']['episodes']} episodes (checkpoint {trained['run_dir']}/checkpoints/last)",
             "exported bundle": f"{bundle_eval['success_rate']:.1%} success on the same seeds through the runtime ({bundle})",
+            "ROS 2 closed loop": f"{ros['success_rate']:.1%} success over {len(ros['episodes'])} episodes (policy node + sim bridge processes)",
             "run directory": str(run_dir),
             "status": "ok" if ok else "FAILED",
         },
