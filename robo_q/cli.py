@@ -33,6 +33,8 @@ COMMANDS = [
     Command("export", "export", "robo_q.commands.train:export", "export a checkpoint as a deployable policy bundle", "roboq export checkpoint=outputs/<run>/checkpoints/last out=bundles/drawer-open"),
     Command("sim-bridge", "sim_bridge", "robo_q.commands.ros:sim_bridge", "run a sim task as a ROS 2 robot", "roboq sim-bridge task=metaworld/drawer-open mode=realtime"),
     Command("deploy", "deploy", "robo_q.commands.ros:deploy", "run a bundle as a ROS 2 lifecycle policy node", "roboq deploy bundle=bundles/drawer-open params=configs/deploy/sim.yaml"),
+    Command("record", "record", "robo_q.commands.ros:record", "record ROS 2 topics to MCAP (and zarr episodes with task=)", "roboq record out=logs/session1 task=metaworld/drawer-open"),
+    Command("logs replay", "logs/replay", "robo_q.commands.ros:logs_replay", "re-run a logged session's observations through a bundle", "roboq logs replay path=logs/session1 bundle=bundles/drawer-open"),
     Command("tasks", "tasks", "robo_q.commands.tasks:tasks", "list the task names (family=metaworld|dmc)", "roboq tasks family=dmc"),
 ]
 
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(getattr(importlib.import_module(module), function)(cfg) or 0)
     except (HydraException, OmegaConfBaseException) as err:
         print(f"roboq {cmd.name}: bad settings: {err}\n(see `roboq {cmd.name} --help`)", file=sys.stderr)
-    except (StoreError, CheckpointError, BundleError, FileExistsError, ValueError) as err:  # sim.TaskError is a ValueError: bad input, not a bug
+    except (StoreError, CheckpointError, BundleError, FileExistsError, FileNotFoundError, ValueError) as err:  # sim.TaskError is a ValueError: bad input, not a bug
         print(f"roboq {cmd.name}: error: {err}", file=sys.stderr)
     except KeyboardInterrupt:
         print(f"roboq {cmd.name}: interrupted", file=sys.stderr)

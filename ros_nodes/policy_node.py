@@ -13,7 +13,8 @@ everything. Parameters (a ``ros__parameters`` YAML file, or defaults for `roboq 
     hold (zero | last), episode_topic (std_msgs/Int64: reset the policy), diagnostics_period (s).
 
 Safety: a missing or stale observation (older than ``stale_timeout``) publishes a hold, and
-``max_stale_ticks`` such ticks in a row deactivate the node; NaN/inf or wrong-sized inputs
+once observations have arrived after activation, ``max_stale_ticks`` such ticks in a row
+deactivate the node; NaN/inf or wrong-sized inputs
 publish a hold with a throttled error, never a crash; a True on the (latched, transient-local)
 e-stop topic publishes a hold and deactivates until a False arrives; actions are clipped and
 rate-limited by the runtime's safety filter. Diagnostics (``/diagnostics``): loop period,
@@ -29,14 +30,12 @@ import numpy as np
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, Float64MultiArray, Int64
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from policies import BundleError, ObservationError, load_policy
 from ros_nodes import interfaces as io
 
-ESTOP_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 DEFAULTS: dict[str, Any] = {
     "bundle": "",
     "backend": "onnx",
@@ -100,10 +99,14 @@ class PolicyNode(LifecycleNode):
         self.pub_command = self.create_publisher(JointTrajectory if trajectory else Float64MultiArray, self.param("command_topic"), io.COMMAND_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", io.EVENT_QOS)
         self.subs = [self.create_subscription(io.MESSAGE_TYPES[s["type"]], s["topic"], self._receiver(s), io.STATE_QOS) for s in self.sources]
-        self.subs.append(self.create_subscription(Bool, self.param("estop_topic"), self._on_estop, ESTOP_QOS))
+        self.subs.append(self.create_subscription(Bool, self.param("estop_topic"), self._on_estop, io.LATCHED_QOS))
         if self.param("episode_topic"):
             self.subs.append(self.create_subscription(Int64, self.param("episode_topic"), lambda _: self.policy.reset(), io.EVENT_QOS))
         self.diag_timer = self.create_timer(self.param("diagnostics_period"), self._publish_diagnostics)
+        # Created once and cancelled/reset: destroying a timer from a callback races the executor.
+        self._timer = self.create_timer(self.period, self.tick) if self.param("trigger") == "timer" else None
+        if self._timer is not None:
+            self._timer.cancel()
         self.get_logger().info(f"configured: {self.param('bundle')} ({self.policy.spec['task']}), {1 / self.period:.1f} Hz, commands on {self.param('command_topic')}")
         return TransitionCallbackReturn.SUCCESS
 
@@ -114,8 +117,9 @@ class PolicyNode(LifecycleNode):
         self.policy.reset()
         self.stats["stale_ticks"] = 0
         self._last_tick = None
-        if self.param("trigger") == "timer":
-            self._timer = self.create_timer(self.period, self.tick)
+        self._received = False  # staleness counts only once observations have arrived
+        if self._timer is not None:
+            self._timer.reset()
         self._active = True
         self.get_logger().info("active")
         return super().on_activate(state)
@@ -128,8 +132,9 @@ class PolicyNode(LifecycleNode):
         self._stop()
         for sub in self.subs:
             self.destroy_subscription(sub)
-        for timer in (self.diag_timer,):
-            self.destroy_timer(timer)
+        for timer in (self.diag_timer, self._timer):
+            if timer is not None:
+                self.destroy_timer(timer)
         self.destroy_publisher(self.pub_command)
         self.destroy_publisher(self.pub_diag)
         self.policy = None
@@ -142,8 +147,7 @@ class PolicyNode(LifecycleNode):
 
     def _stop(self) -> None:
         if self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = None
+            self._timer.cancel()
         was_active, self._active = self._active, False
         if was_active or self.estop:
             self.publish_hold()
@@ -202,13 +206,16 @@ class PolicyNode(LifecycleNode):
         obs, age = self.observation()
         self.stats["observation_age"] = age
         if obs is None:
-            self.stats["stale_ticks"] += 1
             self.publish_hold()
+            if not self._received:  # nothing seen since activation yet: wait, holding
+                return
+            self.stats["stale_ticks"] += 1
             if self.stats["stale_ticks"] >= self.param("max_stale_ticks"):
                 self.get_logger().error(f"observations stale for {self.stats['stale_ticks']} ticks: deactivating")
                 self.trigger_deactivate()
             return
         self.stats["stale_ticks"] = 0
+        self._received = True
         try:
             action = self.policy.act(obs)
         except ObservationError as err:

@@ -45,7 +45,7 @@ class SimBridge(Node):
         self.pub_joints = self.create_publisher(JointState, io.JOINT_STATES, io.COMMAND_QOS)
         self.pub_obs = self.create_publisher(Float64MultiArray, io.STATE_OBSERVATION, io.COMMAND_QOS)
         self.pub_success = self.create_publisher(Bool, io.SUCCESS, io.EVENT_QOS)
-        self.pub_start = self.create_publisher(Int64, io.EPISODE_START, io.EVENT_QOS)
+        self.pub_start = self.create_publisher(Int64, io.EPISODE_START, io.LATCHED_QOS)
         self.pub_result = self.create_publisher(Float64MultiArray, io.EPISODE_RESULT, io.EVENT_QOS)
         self.create_subscription(Float64MultiArray, io.COMMANDS, self._on_command, io.COMMAND_QOS)
         self.create_subscription(Int64, io.RESET, lambda msg: self.start_episode(msg.data), io.EVENT_QOS)

@@ -20,7 +20,6 @@ from std_msgs.msg import Bool, Float64MultiArray
 from policies import load_policy
 from robo_q.evaluate import evaluate
 from ros_nodes import interfaces as io
-from ros_nodes.policy_node import ESTOP_QOS
 from sim import make_env
 
 _domain = iter(range(60 + os.getpid() % 40 * 3, 232))
@@ -68,7 +67,7 @@ class Robot:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.obs_pub = self.node.create_publisher(Float64MultiArray, io.STATE_OBSERVATION, io.COMMAND_QOS)
-        self.estop_pub = self.node.create_publisher(Bool, io.ESTOP, ESTOP_QOS)
+        self.estop_pub = self.node.create_publisher(Bool, io.ESTOP, io.LATCHED_QOS)
         self.commands: list[tuple[float, np.ndarray]] = []
         self.node.create_subscription(Float64MultiArray, io.COMMANDS, lambda m: self.commands.append((time.monotonic(), np.array(m.data))), io.COMMAND_QOS)
         self.change = self.node.create_client(ChangeState, "/robo_q_policy/change_state")
@@ -165,3 +164,65 @@ def test_faults_hold_deactivate_estop_and_reactivate(trained, tmp_path):
     assert policy.returncode == 0, out
     assert "E-STOP engaged" in out and "stale" in out and "holding" in out
     assert robot.commands[-1][1].tolist() == hold.tolist()  # Ctrl-C published a final hold
+
+
+def test_record_an_expert_session_train_on_it_and_replay_the_log(trained, tmp_path):
+    """Scripted expert drives the sim bridge over ROS; the recording trains and replays offline."""
+    from robo_q.data import EpisodeStore
+    from sim.experts import make_expert
+
+    _, bundles = trained
+    domain = next(_domain)
+    session = tmp_path / "session"
+    recorder = roboq("record", f"out={session}", "task=metaworld/drawer-open", "episodes=2", domain=domain)
+    robot = Robot(domain)
+    with make_env("metaworld/drawer-open") as env:
+        expert = make_expert(env)
+    pub = robot.node.create_publisher(Float64MultiArray, io.COMMANDS, io.COMMAND_QOS)
+    robot.node.create_subscription(Float64MultiArray, io.STATE_OBSERVATION, lambda m: pub.publish(io.float_array(expert.act({"state": np.array(m.data)}))), io.STATE_QOS)
+    try:
+        assert robot.wait(lambda: robot.node.count_subscribers(io.STATE_OBSERVATION) >= 2, 30.0), "recorder not discovered"
+        bridge = roboq("sim-bridge", "task=metaworld/drawer-open", "mode=lockstep", "episodes=2", domain=domain)
+        assert robot.wait(lambda: bridge.poll() is not None, 120.0)
+        assert robot.wait(lambda: recorder.poll() is not None, 30.0), "recorder did not stop after 2 episodes"
+    finally:
+        for proc in (recorder,):
+            stop(proc)
+        robot.close()
+    assert recorder.returncode == 0 and bridge.returncode == 0, recorder.stdout.read() if recorder.stdout else ""
+    store = EpisodeStore.open(session / "episodes.zarr")
+    assert store.num_episodes == 2 and store.attrs["source"] == "ros"
+    assert store.episode_meta()["success"].all() and store.episode_meta()["seed"].tolist() == [1_000_000, 1_000_001]
+    assert list((session / "log").glob("*.mcap"))
+
+    train = subprocess.run([sys.executable, "-m", "robo_q.cli", "train", "agent=bc", "train.offline=true", f"demos.path={session / 'episodes.zarr'}", "demos.num=2", "train.steps=20", "eval.every=20", "eval.episodes=1", "progress=false", f"out={tmp_path / 'run'}", "agent.hidden=32"], capture_output=True, text=True)
+    assert train.returncode == 0, train.stderr
+    replay = subprocess.run([sys.executable, "-m", "robo_q.cli", "logs", "replay", f"path={session}", f"bundle={bundles['bc']}"], capture_output=True, text=True)
+    assert replay.returncode == 0, replay.stderr
+    report = json.loads((session / "log_replay.json").read_text())
+    assert report["episodes"] == 2 and report["compared_steps"] >= store.num_steps
+
+
+def test_logs_replay_reads_a_log_written_by_another_tool(trained, tmp_path):
+    """A rosbag2 MCAP written directly with rosbags (no robo_q code) replays through a bundle."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    _, bundles = trained
+    store = get_typestore(Stores.ROS2_KILTED)
+    Array = store.types["std_msgs/msg/Float64MultiArray"]
+    Layout = store.types["std_msgs/msg/MultiArrayLayout"]
+    bag = tmp_path / "foreign"
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        obs = writer.add_connection(io.STATE_OBSERVATION, "std_msgs/msg/Float64MultiArray", typestore=store)
+        cmd = writer.add_connection(io.COMMANDS, "std_msgs/msg/Float64MultiArray", typestore=store)
+        rng = np.random.default_rng(0)
+        for t in range(30):
+            for conn, data in ((obs, rng.normal(size=39)), (cmd, rng.uniform(-1, 1, 4))):
+                writer.write(conn, t * 1000 + (conn is cmd), store.serialize_cdr(Array(layout=Layout(dim=[], data_offset=0), data=data), "std_msgs/msg/Float64MultiArray"))
+    from ros_nodes.log_replay import replay_log
+
+    report = replay_log(bag, bundles["cqn_as"])
+    assert report["compared_steps"] == 30 and 0 < report["mean_abs_difference"] < 2
+    with pytest.raises(ValueError, match="has no"):
+        replay_log(bag, bundles["cqn_as"], command_topic="/nope")

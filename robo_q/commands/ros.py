@@ -58,3 +58,35 @@ def deploy(cfg: DictConfig) -> int:
     interrupted = runner.spin(node, on_exit=stop)
     print_summary("deploy", {"bundle": cfg.bundle, "ticks": node.stats["ticks"], "rejected inputs": node.stats["rejected"], "stopped by": "Ctrl-C" if interrupted else "shutdown"})
     return 0
+
+
+def record(cfg: DictConfig) -> int:
+    """Record ROS 2 topics to an MCAP log (and zarr episodes with task=) until Ctrl-C or ``episodes``."""
+    from pathlib import Path
+
+    from ros_nodes import runner
+    from ros_nodes.recorder import Recorder
+
+    runner.init()
+    recorder = Recorder(Path(cfg.out), list(cfg.topics), cfg.task, env_settings(cfg.env) if cfg.task else None)
+    done = (lambda: recorder.episodes >= cfg.episodes) if cfg.episodes else (lambda: False)
+    interrupted = runner.spin(recorder, until=done, on_exit=recorder.close)
+    rows = {"log": f"{cfg.out}/log", "messages": recorder.counts, "stopped by": "Ctrl-C" if interrupted else "episodes done"}
+    if recorder.store is not None:
+        rows["episodes"] = f"{recorder.store.num_episodes} in {cfg.out}/episodes.zarr"
+    print_summary("record", rows)
+    return 0
+
+
+def logs_replay(cfg: DictConfig) -> int:
+    """Feed a logged session's observations through a bundle and compare with the logged commands."""
+    import json
+    from pathlib import Path
+
+    from ros_nodes.log_replay import replay_log
+
+    report = replay_log(cfg.path, cfg.bundle, backend=cfg.backend, observation_topic=cfg.observation_topic, command_topic=cfg.command_topic)
+    out = Path(cfg.out or Path(cfg.path) / "log_replay.json")
+    out.write_text(json.dumps(report, indent=2))
+    print_summary("logs replay", {**{k: v for k, v in report.items()}, "report": str(out)})
+    return 0

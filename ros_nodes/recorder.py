@@ -1,0 +1,120 @@
+"""Recording a ROS 2 session: a rosbag2 MCAP log of raw messages and, optionally, zarr episodes.
+
+The MCAP log (``<out>/log``, written with ``rosbags``) stores each subscribed topic's serialized
+bytes as received. With a ``task``, the session's observations and commands also become episodes
+in the project's store format (``<out>/episodes.zarr``, source ``ros``): row t pairs observation
+o_t with the last command before o_{t+1}; episodes are cut at ``/sim/episode`` and
+``/sim/episode_result`` (what `roboq sim-bridge` publishes). ROS recordings carry no simulator
+state, so their ``sim_state`` is empty.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from rclpy.node import Node
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Float64MultiArray, Int64
+
+from robo_q.data import EpisodeStore
+from ros_nodes import interfaces as io
+from sim import make_env
+
+DEFAULT_TOPICS = {
+    io.JOINT_STATES: JointState,
+    io.STATE_OBSERVATION: Float64MultiArray,
+    io.COMMANDS: Float64MultiArray,
+    io.EPISODE_START: Int64,
+    io.EPISODE_RESULT: Float64MultiArray,
+    io.SUCCESS: Bool,
+}
+
+
+def ros_type_name(msg_cls) -> str:
+    """``sensor_msgs.msg.JointState`` -> ``sensor_msgs/msg/JointState``."""
+    return f"{msg_cls.__module__.split('.')[0]}/msg/{msg_cls.__name__}"
+
+
+class Recorder(Node):
+    def __init__(self, out: Path, topics: list[str], task: str | None = None, env_settings: dict | None = None) -> None:
+        super().__init__("robo_q_recorder")
+        unknown = [t for t in topics if t not in DEFAULT_TOPICS]
+        if unknown:
+            raise ValueError(f"cannot record {unknown}: recordable topics are {sorted(DEFAULT_TOPICS)}")
+        out.mkdir(parents=True, exist_ok=True)
+        self.writer = Writer(out / "log", version=9, storage_plugin=StoragePlugin.MCAP)
+        self.writer.open()
+        typestore = get_typestore(Stores.ROS2_KILTED)
+        self.counts = dict.fromkeys(topics, 0)
+        for topic in topics:
+            connection = self.writer.add_connection(topic, ros_type_name(DEFAULT_TOPICS[topic]), typestore=typestore)
+            qos = io.LATCHED_QOS if topic == io.EPISODE_START else io.EVENT_QOS  # the first start is latched
+            self.create_subscription(DEFAULT_TOPICS[topic], topic, self._raw_writer(topic, connection), qos, raw=True)
+        self.store = None
+        if task:
+            with make_env(task, **(env_settings or {})) as env:
+                self.low, self.high = env.action_low, env.action_high
+                spec = {"state": env.observation_spec["state"]}
+                self.store = EpisodeStore.create(
+                    out / "episodes.zarr", task=env.task, control_dt=env.control_dt, action_low=env.action_low, action_high=env.action_high,
+                    observation_spec=spec, state_dim=0, env_config={**env.config, "cameras": []}, simulator=env.simulator, source="ros",
+                )
+            self.create_subscription(Int64, io.EPISODE_START, self._on_start, io.LATCHED_QOS)
+            self.create_subscription(Float64MultiArray, io.STATE_OBSERVATION, self._on_observation, io.COMMAND_QOS)
+            self.create_subscription(Float64MultiArray, io.COMMANDS, self._on_command, io.COMMAND_QOS)
+            self.create_subscription(Bool, io.SUCCESS, lambda m: setattr(self, "_success", self._success or m.data), io.EVENT_QOS)
+            self.create_subscription(Float64MultiArray, io.EPISODE_RESULT, self._on_result, io.EVENT_QOS)
+        self._seed: int | None = None
+        self._rows: list[tuple[np.ndarray, np.ndarray, bool]] = []
+        self._obs = self._command = None
+        self._success = False
+        self.episodes = 0
+
+    def _raw_writer(self, topic: str, connection):
+        def write(raw: bytes) -> None:
+            self.writer.write(connection, self.get_clock().now().nanoseconds, raw)
+            self.counts[topic] += 1
+
+        return write
+
+    def _on_start(self, msg: Int64) -> None:
+        self._seed, self._rows, self._obs, self._command, self._success = msg.data, [], None, None, False
+
+    def _on_command(self, msg: Float64MultiArray) -> None:
+        native = np.asarray(msg.data)
+        if native.shape == self.low.shape and np.all(np.isfinite(native)):
+            self._command = np.clip((native - self.low) / (self.high - self.low) * 2 - 1, -1, 1)
+
+    def _on_observation(self, msg: Float64MultiArray) -> None:
+        obs = np.asarray(msg.data)
+        if self._seed is not None and self._obs is not None and self._command is not None:
+            self._rows.append((self._obs, self._command, self._success))
+            self._success = False
+        self._obs = obs
+
+    def _on_result(self, msg: Float64MultiArray) -> None:
+        if self._seed is None or not self._rows or int(msg.data[0]) != self._seed:
+            return
+        observations, actions, successes = (np.array(x) for x in zip(*self._rows))
+        # Topics are not ordered against each other: the result's success is authoritative for
+        # the final step (a sparse-reward success is what ended the episode).
+        successes[-1] |= bool(msg.data[1])
+        terminated = np.zeros(len(actions), bool)
+        terminated[-1] = bool(msg.data[1])
+        steps = {
+            "observation.state": observations,
+            "action": actions,
+            "reward": successes.astype(np.float32),
+            "success": successes,
+            "terminated": terminated,
+            "sim_state": np.zeros((len(actions), 0)),
+        }
+        self.store.append_episode(steps, {"state": self._obs}, seed=self._seed)
+        self.episodes += 1
+        self._seed = None
+
+    def close(self) -> None:
+        self.writer.close()
