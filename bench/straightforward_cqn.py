@@ -67,11 +67,15 @@ class StraightforwardAgent(CQNAgent):
     def _all_levels(self, critic: PlainCritic, features: Tensor, prev: Tensor) -> Tensor:
         return torch.stack([critic.forward_level(features, prev[:, level], level) for level in range(self.cfg.levels)], 1)
 
-    def greedy(self, features: Tensor) -> tuple[Tensor, Tensor, None]:
-        def q_fn(level: int, prev_centre: Tensor) -> Tensor:
-            return self.head.q(self.critic.forward_level(features, prev_centre, level))
+    def greedy(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        level_q: list[Tensor] = []
 
-        return (*self.codec.greedy(q_fn, (features.shape[0], self.cfg.seq_len), self.action_dim, self.device), None)
+        def q_fn(level: int, prev_centre: Tensor) -> Tensor:
+            level_q.append(self.head.q(self.critic.forward_level(features, prev_centre, level)))
+            return level_q[-1]
+
+        action, idx = self.codec.greedy(q_fn, (features.shape[0], self.cfg.seq_len), self.action_dim, self.device)
+        return action, idx, level_q[-1]
 
     def update(self, batch: dict[str, Tensor], demo: Tensor) -> dict[str, float]:
         obs = {k[4:]: v for k, v in batch.items() if k.startswith("obs.")}

@@ -19,6 +19,8 @@ class FrameHistory:
         self._buffers.clear()
 
     def __call__(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.frames == 1:
+            return obs
         out = dict(obs)
         for key, value in obs.items():
             if key.startswith("images.") and self.frames > 1:

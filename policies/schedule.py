@@ -22,6 +22,8 @@ class ActionScheduler:
         self.seq_len, self.mode, self.gain = seq_len, mode, gain
         self._history: deque[np.ndarray] = deque(maxlen=seq_len)  # newest last
         self._queue: deque[np.ndarray] = deque()
+        weights = np.exp(-gain * np.arange(seq_len))
+        self._weights = [weights[:n, None] / weights[:n].sum() for n in range(1, seq_len + 1)]
 
     def reset(self) -> None:
         self._history.clear()
@@ -40,8 +42,7 @@ class ActionScheduler:
         n = len(self._history)
         # prediction made i steps ago (i = n-1 .. 0, oldest first) contributes its step i
         candidates = np.stack([seq[n - 1 - j] for j, seq in enumerate(self._history)])
-        weights = np.exp(-self.gain * np.arange(n))
-        return (weights[:, None] * candidates).sum(0) / weights.sum()
+        return (self._weights[n - 1] * candidates).sum(0)
 
 
 class SequencePolicy:

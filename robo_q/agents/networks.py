@@ -147,15 +147,12 @@ class DuelingStreams(nn.Module):
         if self.gru:
             gates_in = torch.baddbmm(self.b_ih, x, self.w_ih).view(s, n * levels, k, 3 * h)
             state, outputs = None, []
-            for step in range(k):
-                gi = gates_in[:, :, step]
+            for gi in gates_in.unbind(2):
+                # r and z share one add and one sigmoid; n = tanh(x_n + r * (W_hn h + b_hn))
                 gh = self.b_hh if state is None else torch.baddbmm(self.b_hh, state, self.w_hh)
-                reset_in, update_in, new_in = gi.chunk(3, -1)
-                reset_h, update_h, new_h = gh.chunk(3, -1)
-                reset = torch.sigmoid(reset_in + reset_h)
-                update = torch.sigmoid(update_in + update_h)
-                candidate = torch.tanh(torch.addcmul(new_in, reset, new_h))
-                # h = (1 - z) * n + z * h, written without lerp (exports as three plain ops)
+                reset, update = torch.sigmoid(gi[..., : 2 * h] + gh[..., : 2 * h]).chunk(2, -1)
+                candidate = torch.tanh(torch.addcmul(gi[..., 2 * h :], reset, gh[..., 2 * h :]))
+                # h' = (1 - z) * n + z * h, written without lerp (exports as three plain ops)
                 state = candidate - update * candidate if state is None else torch.addcmul(candidate, update, state - candidate)
                 outputs.append(state)
             x = torch.stack(outputs, 2)
