@@ -17,6 +17,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from policies import load_policy
 from ros_nodes import interfaces as io
+from ros_nodes.runner import stop_requested
 
 
 def _vector(msg) -> np.ndarray:
@@ -65,3 +66,63 @@ def replay_log(path: str | Path, bundle: str | Path, *, backend: str = "onnx", o
         "max_abs_difference": float(diffs.max()),
         "agreement_rate": float(np.mean(np.all(diffs <= 0.01 * span, axis=1))),
     }
+
+
+def replay_commands(path: str | Path, *, command_topic: str = io.COMMANDS, episode_topic: str = io.EPISODE_START, timeout: float = 120.0) -> dict[str, Any]:
+    """Send a log's commands into a running `roboq sim-bridge`, episode by episode: reset to each
+    logged episode's seed, then one logged command per new observation (lockstep pacing).
+    Returns the bridge's episode results for the replayed episodes."""
+    import time
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from std_msgs.msg import Float64MultiArray, Int64
+
+    path = Path(path)
+    bag = path / "log" if (path / "log").is_dir() else path
+    episodes: list[tuple[int, list[np.ndarray]]] = []
+    with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
+        wanted = [c for c in reader.connections if c.topic in (command_topic, episode_topic)]
+        for connection, _, raw in reader.messages(connections=wanted):
+            msg = reader.deserialize(raw, connection.msgtype)
+            if connection.topic == episode_topic:
+                episodes.append((int(msg.data), []))
+            elif episodes:
+                episodes[-1][1].append(np.asarray(msg.data, np.float64))
+    episodes = [(seed, commands) for seed, commands in episodes if commands]
+    if not episodes:
+        raise ValueError(f"{bag}: no episode with commands on {command_topic} after {episode_topic}")
+    node = rclpy.create_node("robo_q_log_player")
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    command_pub = node.create_publisher(Float64MultiArray, command_topic, io.COMMAND_QOS)
+    reset_pub = node.create_publisher(Int64, io.RESET, io.EVENT_QOS)
+    observations, results = [0], []
+    node.create_subscription(Float64MultiArray, io.STATE_OBSERVATION, lambda _: observations.__setitem__(0, observations[0] + 1), io.COMMAND_QOS)
+    node.create_subscription(Float64MultiArray, io.EPISODE_RESULT, lambda m: results.append([float(x) for x in m.data]), io.EVENT_QOS)
+
+    def wait(condition) -> None:
+        end = time.monotonic() + timeout
+        while not condition():
+            if stop_requested():
+                raise KeyboardInterrupt
+            if time.monotonic() > end:
+                raise TimeoutError("no answer from the sim bridge (is `roboq sim-bridge mode=lockstep` running?)")
+            executor.spin_once(timeout_sec=0.01)
+
+    try:
+        wait(lambda: node.count_subscribers(command_topic) > 0 and node.count_subscribers(io.RESET) > 0)
+        for seed, commands in episodes:
+            seen = observations[0]
+            reset_pub.publish(Int64(data=seed))
+            wait(lambda s=seen: observations[0] > s)
+            for command in commands:
+                seen = observations[0]
+                command_pub.publish(io.float_array(command))
+                wait(lambda s=seen: observations[0] > s)
+            wait(lambda n=len(results): any(int(r[0]) == seed for r in results[:n] + results[n:]))
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+    replayed = [{"seed": int(r[0]), "success": bool(r[1]), "length": int(r[2])} for r in results if int(r[0]) in {s for s, _ in episodes}]
+    return {"log": str(bag), "episodes": replayed, "commands_sent": sum(len(c) for _, c in episodes)}

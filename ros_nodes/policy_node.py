@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.duration import Duration as RclDuration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from std_msgs.msg import Bool, Float64MultiArray, Int64
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -231,6 +232,11 @@ class PolicyNode(LifecycleNode):
             return
         hold = self.policy.safety.hold if self.param("hold") == "last" else np.zeros(self.policy.spec["action"]["dim"])
         self.publish(self.policy.to_native(hold))
+
+    def flush(self, seconds: float = 1.0) -> None:
+        """Wait until subscribers acknowledged the commands sent (before the process exits)."""
+        if self.policy is not None:
+            self.pub_command.wait_for_all_acked(RclDuration(seconds=seconds))
 
     def publish(self, native: np.ndarray) -> None:
         if self.param("command_type") == "joint_trajectory":

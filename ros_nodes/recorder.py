@@ -4,7 +4,7 @@ The MCAP log (``<out>/log``, written with ``rosbags``) stores each subscribed to
 bytes as received. With a ``task``, the session's observations and commands also become episodes
 in the project's store format (``<out>/episodes.zarr``, source ``ros``): row t pairs observation
 o_t with the last command before o_{t+1}; episodes are cut at ``/sim/episode`` and
-``/sim/episode_result`` (what `roboq sim-bridge` publishes). ROS recordings carry no simulator
+``/sim/episode_result``, which carries the final observation (what `roboq sim-bridge` publishes). ROS recordings carry no simulator
 state, so their ``sim_state`` is empty.
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import JointState
@@ -22,6 +23,8 @@ from std_msgs.msg import Bool, Float64MultiArray, Int64
 from robo_q.data import EpisodeStore
 from ros_nodes import interfaces as io
 from sim import make_env
+
+RECORD_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)  # a recorder drops nothing
 
 DEFAULT_TOPICS = {
     io.JOINT_STATES: JointState,
@@ -51,7 +54,7 @@ class Recorder(Node):
         self.counts = dict.fromkeys(topics, 0)
         for topic in topics:
             connection = self.writer.add_connection(topic, ros_type_name(DEFAULT_TOPICS[topic]), typestore=typestore)
-            qos = io.LATCHED_QOS if topic == io.EPISODE_START else io.EVENT_QOS  # the first start is latched
+            qos = io.LATCHED_QOS if topic == io.EPISODE_START else RECORD_QOS  # the first start is latched
             self.create_subscription(DEFAULT_TOPICS[topic], topic, self._raw_writer(topic, connection), qos, raw=True)
         self.store = None
         if task:
@@ -63,14 +66,14 @@ class Recorder(Node):
                     observation_spec=spec, state_dim=0, env_config={**env.config, "cameras": []}, simulator=env.simulator, source="ros",
                 )
             self.create_subscription(Int64, io.EPISODE_START, self._on_start, io.LATCHED_QOS)
-            self.create_subscription(Float64MultiArray, io.STATE_OBSERVATION, self._on_observation, io.COMMAND_QOS)
-            self.create_subscription(Float64MultiArray, io.COMMANDS, self._on_command, io.COMMAND_QOS)
-            self.create_subscription(Bool, io.SUCCESS, lambda m: setattr(self, "_success", self._success or m.data), io.EVENT_QOS)
-            self.create_subscription(Float64MultiArray, io.EPISODE_RESULT, self._on_result, io.EVENT_QOS)
+            self.create_subscription(Float64MultiArray, io.STATE_OBSERVATION, self._on_observation, RECORD_QOS)
+            self.create_subscription(Float64MultiArray, io.COMMANDS, self._on_command, RECORD_QOS)
+            self.create_subscription(Bool, io.SUCCESS, lambda m: setattr(self, "_success", self._success or m.data), RECORD_QOS)
+            self.create_subscription(Float64MultiArray, io.EPISODE_RESULT, self._on_result, RECORD_QOS)
         self._seed: int | None = None
         self._rows: list[tuple[np.ndarray, np.ndarray, bool]] = []
-        self._obs = self._command = None
-        self._success = False
+        self._obs = self._command = self._result = None
+        self._success = self._answered = False
         self.episodes = 0
 
     def _raw_writer(self, topic: str, connection):
@@ -81,29 +84,41 @@ class Recorder(Node):
         return write
 
     def _on_start(self, msg: Int64) -> None:
-        self._seed, self._rows, self._obs, self._command, self._success = msg.data, [], None, None, False
+        if self._result is not None:  # the previous episode's stragglers had their time
+            self._finish(force=True)
+        # The episode's first observation (and its command) may arrive before this message:
+        # topics are not ordered against each other, so they are kept.
+        self._seed, self._rows, self._success, self._result = msg.data, [], False, None
 
     def _on_command(self, msg: Float64MultiArray) -> None:
         native = np.asarray(msg.data)
         if native.shape == self.low.shape and np.all(np.isfinite(native)):
             self._command = np.clip((native - self.low) / (self.high - self.low) * 2 - 1, -1, 1)
+            self._answered = True
+            self._finish()
 
     def _on_observation(self, msg: Float64MultiArray) -> None:
-        obs = np.asarray(msg.data)
         if self._seed is not None and self._obs is not None and self._command is not None:
             self._rows.append((self._obs, self._command, self._success))
             self._success = False
-        self._obs = obs
+        self._obs, self._answered = np.asarray(msg.data), False
+        self._finish()
 
     def _on_result(self, msg: Float64MultiArray) -> None:
-        if self._seed is None or not self._rows or int(msg.data[0]) != self._seed:
+        if self._seed is not None and int(msg.data[0]) == self._seed:
+            self._result = np.asarray(msg.data)
+            self._finish()
+
+    def _finish(self, force: bool = False) -> None:
+        """Store the episode once its result and all ``length`` steps have arrived, in any order."""
+        result = self._result
+        if result is None or not force and (len(self._rows) + 1 < int(result[2]) or not self._answered):
             return
+        self._rows.append((self._obs, self._command, self._success))  # the last step: its outcome is the result
         observations, actions, successes = (np.array(x) for x in zip(*self._rows))
-        # Topics are not ordered against each other: the result's success is authoritative for
-        # the final step (a sparse-reward success is what ended the episode).
-        successes[-1] |= bool(msg.data[1])
+        successes[-1] |= bool(result[1])  # a sparse-reward success is what ended the episode
         terminated = np.zeros(len(actions), bool)
-        terminated[-1] = bool(msg.data[1])
+        terminated[-1] = bool(result[1])
         steps = {
             "observation.state": observations,
             "action": actions,
@@ -112,9 +127,9 @@ class Recorder(Node):
             "terminated": terminated,
             "sim_state": np.zeros((len(actions), 0)),
         }
-        self.store.append_episode(steps, {"state": self._obs}, seed=self._seed)
+        self.store.append_episode(steps, {"state": result[4:]}, seed=self._seed)
         self.episodes += 1
-        self._seed = None
+        self._seed, self._obs, self._command, self._result = None, None, None, None
 
     def close(self) -> None:
         self.writer.close()

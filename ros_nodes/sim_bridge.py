@@ -2,7 +2,8 @@
 
 Publishes ``/joint_states`` (the model's hinge and slide joints) and ``/observation/state`` (the
 task's state vector) after every step, episode events on ``/sim/episode`` (seed at start),
-``/sim/success`` and ``/sim/episode_result`` ([seed, success, length, return]); applies
+``/sim/success`` and ``/sim/episode_result`` ([seed, success, length, return, *final state
+observation]); applies
 ``std_msgs/Float64MultiArray`` commands in actuator units from ``/policy_controller/commands``;
 ``/sim/reset`` (std_msgs/Int64 seed) restarts the episode.
 
@@ -28,6 +29,7 @@ from ros_nodes import interfaces as io
 from sim import make_env
 
 HEARTBEAT_S = 0.5
+RESTART_GAP_S = 0.1  # between an episode's result and the next episode's start
 
 
 class SimBridge(Node):
@@ -55,10 +57,12 @@ class SimBridge(Node):
         self.steps = 0
         self._next_seed = seed
         self._last_publish = time.monotonic()
+        self._restart_at: float | None = None
         self.start_episode(seed)
-        self.create_timer(self.period if mode == "realtime" else HEARTBEAT_S / 5, self._tick)
+        self.create_timer(self.period if mode == "realtime" else RESTART_GAP_S / 2, self._tick)
 
     def start_episode(self, seed: int) -> None:
+        self._restart_at = None
         self.obs, _ = self.env.reset(seed)
         self._next_seed = seed + 1
         self._success, self._return = False, 0.0
@@ -80,11 +84,15 @@ class SimBridge(Node):
             return
         low, high = self.env.action_low, self.env.action_high
         self.command = np.clip((native - low) / (high - low) * 2.0 - 1.0, -1.0, 1.0)
-        if self.mode == "lockstep" and not self.done:
+        if self.mode == "lockstep" and not self.done and self._restart_at is None:
             self._step()
 
     def _tick(self) -> None:
         if self.done:
+            return
+        if self._restart_at is not None:
+            if time.monotonic() >= self._restart_at:
+                self.start_episode(self._next_seed)
             return
         if self.mode == "realtime":
             self._step()
@@ -97,19 +105,21 @@ class SimBridge(Node):
         self._success = self._success or info["success"]
         self._return += reward
         self.pub_success.publish(Bool(data=bool(info["success"])))
-        self._publish()
         if not (terminated or truncated):
+            self._publish()
             return
+        # The final observation travels in the result, not on /observation/state: nothing should
+        # act on it (in lockstep the answer would step the next episode).
         seed = self.env.episode_seed
         result = {"seed": seed, "success": self._success, "length": self.env.elapsed_steps, "return": self._return}
         self.results.append(result)
-        self.pub_result.publish(io.float_array([seed, float(self._success), result["length"], self._return]))
+        self.pub_result.publish(io.float_array([seed, float(self._success), result["length"], self._return, *self.obs["state"]]))
         self.get_logger().info(f"episode seed {seed}: {'success' if self._success else 'failure'} after {result['length']} steps")
         if self.episodes is not None and len(self.results) >= self.episodes:
             self.done = True
             self.write_results()
-        else:
-            self.start_episode(self._next_seed)
+        else:  # the next episode starts a little later, so the result arrives first everywhere
+            self._restart_at = time.monotonic() + RESTART_GAP_S
 
     def write_results(self) -> None:
         if self.results_path:

@@ -54,6 +54,7 @@ def deploy(cfg: DictConfig) -> int:
     def stop() -> None:
         if node._active:
             node.trigger_deactivate()  # publishes the hold command
+        node.flush()
 
     interrupted = runner.spin(node, on_exit=stop)
     print_summary("deploy", {"bundle": cfg.bundle, "ticks": node.stats["ticks"], "rejected inputs": node.stats["rejected"], "stopped by": "Ctrl-C" if interrupted else "shutdown"})
@@ -79,14 +80,33 @@ def record(cfg: DictConfig) -> int:
 
 
 def logs_replay(cfg: DictConfig) -> int:
-    """Feed a logged session's observations through a bundle and compare with the logged commands."""
+    """Re-run a logged session: its observations through a bundle, or its commands into a sim bridge."""
     import json
     from pathlib import Path
 
-    from ros_nodes.log_replay import replay_log
+    from ros_nodes import log_replay
 
-    report = replay_log(cfg.path, cfg.bundle, backend=cfg.backend, observation_topic=cfg.observation_topic, command_topic=cfg.command_topic)
-    out = Path(cfg.out or Path(cfg.path) / "log_replay.json")
+    if cfg.mode == "bundle":
+        if not cfg.bundle:
+            raise ValueError("mode=bundle needs bundle=<bundle dir>")
+        report = log_replay.replay_log(cfg.path, cfg.bundle, backend=cfg.backend, observation_topic=cfg.observation_topic, command_topic=cfg.command_topic)
+        default = "log_replay.json"
+    elif cfg.mode == "commands":
+        from ros_nodes import runner
+
+        runner.init()
+        try:
+            report = log_replay.replay_commands(cfg.path, command_topic=cfg.command_topic)
+        finally:
+            import rclpy
+
+            if rclpy.ok():
+                rclpy.shutdown()
+        report["success_rate"] = sum(e["success"] for e in report["episodes"]) / max(len(report["episodes"]), 1)
+        default = "command_replay.json"
+    else:
+        raise ValueError(f"mode must be bundle or commands, got {cfg.mode!r}")
+    out = Path(cfg.out or Path(cfg.path) / default)
     out.write_text(json.dumps(report, indent=2))
-    print_summary("logs replay", {**{k: v for k, v in report.items()}, "report": str(out)})
+    print_summary(f"logs replay ({cfg.mode})", {**{k: v for k, v in report.items() if k != "episodes"}, "episodes": len(report["episodes"]) if isinstance(report["episodes"], list) else report["episodes"], "report": str(out)})
     return 0
