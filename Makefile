@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export MUJOCO_GL ?= egl
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup run test test-all bench clean
+.PHONY: setup run test test-all bench bench-learning clean
 
 setup: $(VENV)/.installed
 
@@ -32,6 +32,12 @@ test-all: setup
 
 bench: setup
 	$(BIN)/python bench/sim_speed.py
+	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/policy_latency.py
+	$(BIN)/python bench/ros_loop.py
+
+bench-learning: setup
+	$(BIN)/python bench/learning.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
