@@ -20,20 +20,26 @@ def input_name(key: str) -> str:
     return key.replace(".", "_")
 
 
+def read_versioned_json(path: Path, fmt: str, version: int, error: type[Exception], what: str) -> dict[str, Any]:
+    """A JSON file whose ``format`` must be ``fmt`` and ``format_version`` at most ``version``
+    (a bundle's policy.json, a checkpoint's meta.json: ``what``); ``error`` says what is wrong."""
+    if not path.is_file():
+        raise error(f"{path.parent}: not a {what} (no {path.name})")
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise error(f"{path}: unreadable ({err})") from err
+    if doc.get("format") != fmt:
+        raise error(f"{path}: not a {fmt} file")
+    if int(doc.get("format_version", -1)) > version:
+        raise error(f"{path}: format version {doc['format_version']} is newer than this robo_q reads ({version}); upgrade robo_q")
+    return doc
+
+
 def read_spec(bundle: str | Path, verify: bool = True) -> dict[str, Any]:
     """``policy.json`` of ``bundle``, after checking its format, version and file checksums."""
     bundle = Path(bundle)
-    path = bundle / "policy.json"
-    if not path.is_file():
-        raise BundleError(f"{bundle}: not a policy bundle (no policy.json)")
-    try:
-        spec = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise BundleError(f"{path}: unreadable ({err})") from err
-    if spec.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"{bundle}: policy.json is not a {BUNDLE_FORMAT} file")
-    if int(spec.get("format_version", -1)) > BUNDLE_VERSION:
-        raise BundleError(f"{bundle}: bundle format {spec['format_version']} is newer than this runtime reads ({BUNDLE_VERSION}); upgrade robo_q")
+    spec = read_versioned_json(bundle / "policy.json", BUNDLE_FORMAT, BUNDLE_VERSION, BundleError, "policy bundle")
     for key in ("observation", "action", "sequence", "files", "control_dt"):
         if key not in spec:
             raise BundleError(f"{bundle}: policy.json lacks {key!r}")

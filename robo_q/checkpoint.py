@@ -18,6 +18,8 @@ from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file, save_file
 
+from policies.bundle import read_versioned_json
+
 FORMAT = "robo_q.checkpoint"
 FORMAT_VERSION = 1
 
@@ -65,15 +67,7 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if (path / "checkpoints" / "last").exists():
         path = path / "checkpoints" / "last"
-    meta_file = path / "meta.json"
-    if not meta_file.exists():
-        raise CheckpointError(f"{path}: not a checkpoint (no meta.json)")
-    try:
-        meta = json.loads(meta_file.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{meta_file}: unreadable ({err})") from err
-    if meta.get("format") != FORMAT or int(meta.get("format_version", 99)) > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: not a robo_q checkpoint of a supported version")
+    meta = read_versioned_json(path / "meta.json", FORMAT, FORMAT_VERSION, CheckpointError, "checkpoint")
     meta["path"] = str(path.resolve())
     return meta
 

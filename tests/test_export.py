@@ -102,7 +102,7 @@ def _copy(bundle, tmp_path):
         (lambda b: (b / "policy.onnx").write_bytes((b / "policy.onnx").read_bytes()[:-10]), "policy.onnx does not match its checksum"),
         (lambda b: (b / "policy.pt").unlink(), "policy.pt is missing"),
         (lambda b: (b / "policy.json").write_text("{"), "unreadable"),
-        (lambda b: (b / "policy.json").write_text(json.dumps({**json.loads((b / "policy.json").read_text()), "format_version": 7})), "newer than this runtime"),
+        (lambda b: (b / "policy.json").write_text(json.dumps({**json.loads((b / "policy.json").read_text()), "format_version": 7})), "is newer than this robo_q reads"),
         (lambda b: (b / "policy.json").unlink(), "not a policy bundle"),
     ],
 )
