@@ -67,6 +67,10 @@ class PolicyNode(LifecycleNode):
         self._timer = None
         self._active = False
 
+    @property
+    def active(self) -> bool:
+        return self._active
+
     # -- parameters ---------------------------------------------------------------------------
     def param(self, name: str, default: Any = None) -> Any:
         return self.get_parameter(name).value if self.has_parameter(name) else default

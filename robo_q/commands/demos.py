@@ -64,8 +64,8 @@ def info(cfg: DictConfig) -> int:
         rows["episode length"] = f"min {lengths.min()}, mean {lengths.mean():.1f}, max {lengths.max()}"
         rows["seeds"] = f"{meta['seed'].min()}..{meta['seed'].max()}"
     for key in store.data_keys:
-        arr = store._group[f"data/{key}"]
-        rows[f"data/{key}"] = f"{tuple(arr.shape[1:])} {arr.dtype}"
+        shape, dtype = store.array_spec(key)
+        rows[f"data/{key}"] = f"{shape} {dtype}"
     print_summary("demos info", rows)
     if cfg.episodes:
         print("\n  episode  seed      length  success  source")

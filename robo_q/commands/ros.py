@@ -52,7 +52,7 @@ def deploy(cfg: DictConfig) -> int:
         node.get_logger().info("autostart=false: waiting for a lifecycle manager to configure and activate")
 
     def stop() -> None:
-        if node._active:
+        if node.active:
             node.trigger_deactivate()  # publishes the hold command
         node.flush()
 

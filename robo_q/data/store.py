@@ -189,6 +189,11 @@ class EpisodeStore:
     def data_keys(self) -> list[str]:
         return [f"observation.{k}" for k in self.observation_keys] + list(STEP_KEYS)
 
+    def array_spec(self, key: str) -> tuple[tuple[int, ...], np.dtype]:
+        """Per-step shape and dtype of ``data/<key>``."""
+        array = self._group[f"data/{key}"]
+        return tuple(array.shape[1:]), array.dtype
+
     def episode_bounds(self, index: int) -> tuple[int, int]:
         if not -self._n <= index < self._n:
             raise IndexError(f"episode {index} out of range: the store holds {self._n} episodes")
