@@ -77,7 +77,7 @@ class StraightforwardAgent(CQNAgent):
         action, idx = self.codec.greedy(q_fn, (features.shape[0], self.cfg.seq_len), self.action_dim, self.device)
         return action, idx, level_q[-1]
 
-    def update(self, batch: dict[str, Tensor], demo: Tensor) -> dict[str, float]:
+    def update(self, batch: dict[str, Tensor], demo_rows: int) -> dict[str, float]:
         obs = {k[4:]: v for k, v in batch.items() if k.startswith("obs.")}
         next_obs = {k[9:]: v for k, v in batch.items() if k.startswith("next_obs.")}
         features = self.encoder(obs, augment=True)
@@ -90,7 +90,7 @@ class StraightforwardAgent(CQNAgent):
         idx, prev = (t.transpose(1, 2) for t in self.codec.encode(batch["action"]))
         logits = self._all_levels(self.critic, features, prev)
         critic_loss = self.head.loss(gather_bins(logits, idx), target).mean()
-        loss = self.cfg.critic_lambda * critic_loss + self.cfg.demo_lambda * self._demo_loss(logits[demo], idx[demo])
+        loss = self.cfg.critic_lambda * critic_loss + self.cfg.demo_lambda * self._demo_loss(logits[-demo_rows:], idx[-demo_rows:])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

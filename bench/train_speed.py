@@ -6,7 +6,8 @@ observation type, on the CPU and on CUDA when present; plus single-observation a
 Batches are 256 + 256 demo rows at paper size and 64 + 64 at the small preset (the presets'
 own sizes), a 39-D state (Meta-World) or one 84x84 camera with 8 stacked frames, a 4-D action.
 FLOPs of one update (forward + backward, all levels, target computation included) are counted
-with torch's FlopCounterMode, so GFLOP/s compares directly with the machine's matmul peak.
+with torch's FlopCounterMode and compared with the fp32 matmul peak measured at start-up: FLOPs
+over peak is the least time any implementation of the same math can take on this machine.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from robo_q.agents import make_agent
-from robo_q.agents.cqn import CQNConfig
+from robo_q.agents.cqn import CQNAgent, CQNConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from straightforward_cqn import StraightforwardAgent  # noqa: E402
@@ -33,7 +34,25 @@ AGENTS = {"cqn": {"seq_len": 1, "gru": False}, "cqn_as": {"seq_len": 4, "gru": T
 # The authors' official code on this 2-core machine (issue #3, eager PyTorch 2.13 CPU, paper size, state).
 OFFICIAL_CPU_SECONDS = {"cqn": 0.15, "cqn_as": 1.42}
 OFFICIAL_CPU_ACT_MS = {"cqn": 1.8, "cqn_as": 4.9}
-CPU_PEAK_GFLOPS = 150.0  # 2-thread fp32 matmul peak measured here (DESIGN.md section 6)
+# Matmul shapes of the paper-size update (GRU input/recurrent products, square) for the peak.
+PEAK_SHAPES = [(6144, 512, 1536), (1536, 6144, 512), (3072, 512, 1536), (4096, 4096, 4096)]
+
+
+def matmul_peak_gflops(device: torch.device, seconds: float = 1.0) -> float:
+    """Best fp32 matmul throughput on ``device`` over PEAK_SHAPES: the ceiling for any update."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    best = 0.0
+    for m, k, n in PEAK_SHAPES:
+        a, b = torch.randn(m, k, device=device), torch.randn(k, n, device=device)
+        a @ b
+        sync()
+        start, reps = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds:
+            a @ b
+            reps += 1
+        sync()
+        best = max(best, 2 * m * k * n * reps / (time.perf_counter() - start) / 1e9)
+    return best
 
 
 def make_batch(obs: str, rows: int, seq_len: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -50,19 +69,24 @@ def bench_case(agent_name: str, preset: str, obs: str, device: torch.device, sec
     sizes = PRESETS[preset]
     shapes = {"state": (39,)} if obs == "state" else {"images.cam": (84, 84, 24)}
     settings = {**AGENTS[agent_name], "hidden": sizes["hidden"]}
-    if impl == "robo_q":
-        agent = make_agent(agent_name, settings, shapes, 4, device)
-    else:
-        agent = StraightforwardAgent(shapes, 4, CQNConfig(**settings), device)
+
+    def build(impl: str) -> CQNAgent:
+        if impl == "straightforward":
+            return StraightforwardAgent(shapes, 4, CQNConfig(**settings), device)
+        return make_agent(agent_name, {**settings, "compile": impl == "robo_q+compile"}, shapes, 4, device)
+
+    agent = build(impl)
     rows = 2 * sizes["batch"]
     batch = make_batch(obs, rows, AGENTS[agent_name]["seq_len"], device)
-    demo = torch.zeros(rows, dtype=torch.bool, device=device)
-    demo[sizes["batch"] :] = True
+    demo = sizes["batch"]  # the second half of the rows are demonstrations
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(2):  # warm-up (allocator, autotuning)
+    start = time.perf_counter()
+    for _ in range(2):  # warm-up (allocator, autotuning, compilation)
         agent.update(batch, demo)
-    with FlopCounterMode(display=False) as counter:
-        agent.update(batch, demo)
+    warmup_s = time.perf_counter() - start
+    counted = build("robo_q") if impl == "robo_q+compile" else agent
+    with FlopCounterMode(display=False) as counter:  # a compiled graph hides its ops: count the same math eagerly
+        counted.update(batch, demo)
     flops = counter.get_total_flops()
     times = []
     start = time.perf_counter()
@@ -95,8 +119,9 @@ def bench_case(agent_name: str, preset: str, obs: str, device: torch.device, sec
         "gflop_per_update": flops / 1e9,
         "gflops_achieved": flops / 1e9 / update_s,
         "act_ms_p50": float(np.median(act_times) * 1e3),
+        "warmup_s": warmup_s,
     }
-    if impl == "robo_q" and device.type == "cpu" and preset == "paper" and obs == "state":
+    if impl.startswith("robo_q") and device.type == "cpu" and preset == "paper" and obs == "state":
         result["speedup_vs_official"] = OFFICIAL_CPU_SECONDS[agent_name] / update_s
         result["act_speedup_vs_official"] = OFFICIAL_CPU_ACT_MS[agent_name] / result["act_ms_p50"]
     return result
@@ -108,31 +133,45 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="timing budget per case")
     parser.add_argument("--quick", action="store_true", help="state observations only")
     parser.add_argument("--no-baseline", action="store_true", help="skip the straightforward implementation")
+    parser.add_argument("--compile", action="store_true", help="also time agent.compile=true (one compile per case, minutes on a small CPU)")
     parser.add_argument("--out", default="bench/results/train_speed.json")
     args = parser.parse_args()
     devices = [torch.device(d) for d in args.devices.split(",") if d != "cuda" or torch.cuda.is_available()]
-    results = []
+    results, peaks = [], {}
+    for device in devices:
+        peaks[device.type] = matmul_peak_gflops(device)
+        print(f"{device.type} fp32 matmul peak: {peaks[device.type]:.0f} GFLOP/s")
     print(f"{'agent':<7} {'preset':<6} {'obs':<7} {'device':<6} {'impl':<16} {'updates/s':>10} {'s/update':>9} {'GFLOP/upd':>10} {'GFLOP/s':>8} {'act ms':>7} {'speedup':>22}")
     for device in devices:
         for obs in ["state"] if args.quick else ["state", "pixels"]:
             for preset in PRESETS:
                 for agent_name in AGENTS:
-                    impls = ["robo_q"] if args.no_baseline else ["straightforward", "robo_q"]
+                    impls = ([] if args.no_baseline else ["straightforward"]) + ["robo_q"] + (["robo_q+compile"] if args.compile else [])
+                    plain = None
                     for impl in impls:
                         r = bench_case(agent_name, preset, obs, device, args.seconds, impl)
+                        r["peak_fraction"] = r["gflops_achieved"] / peaks[device.type]
+                        r["floor_seconds_per_update"] = r["gflop_per_update"] / peaks[device.type]
                         results.append(r)
                         notes = []
-                        if impl == "robo_q" and not args.no_baseline:
-                            r["speedup_vs_straightforward"] = results[-2]["seconds_per_update"] / r["seconds_per_update"]
+                        if impl == "straightforward":
+                            plain = r
+                        else:
+                            r["speedup_vs_straightforward"] = plain["seconds_per_update"] / r["seconds_per_update"]
                             notes.append(f"{r['speedup_vs_straightforward']:.2f}x plain")
                         if "speedup_vs_official" in r:
                             notes.append(f"{r['speedup_vs_official']:.2f}x official")
                         print(f"{agent_name:<7} {preset:<6} {obs:<7} {device.type:<6} {impl:<16} {r['updates_per_s']:10.2f} {r['seconds_per_update']:9.3f} {r['gflop_per_update']:10.1f} {r['gflops_achieved']:8.1f} {r['act_ms_p50']:7.2f} {', '.join(notes):>22}", flush=True)
-    print(f"\nCPU fp32 matmul peak here: ~{CPU_PEAK_GFLOPS:.0f} GFLOP/s (2 threads); official CPU figures: cqn {OFFICIAL_CPU_SECONDS['cqn']} s, cqn_as {OFFICIAL_CPU_SECONDS['cqn_as']} s per update")
+    print(f"\nofficial CPU figures (paper size, state): cqn {OFFICIAL_CPU_SECONDS['cqn']} s, cqn_as {OFFICIAL_CPU_SECONDS['cqn_as']} s per update")
+    for r in results:
+        if r["impl"] == "robo_q" and "speedup_vs_official" in r:
+            ceiling = OFFICIAL_CPU_SECONDS[r["agent"]] / r["floor_seconds_per_update"]
+            r["ceiling_vs_official"] = ceiling
+            print(f"{r['agent']}: {r['gflop_per_update']:.0f} GFLOP per update at the {peaks['cpu']:.0f} GFLOP/s matmul peak takes at least {r['floor_seconds_per_update']:.2f} s: no implementation of this math beats {ceiling:.2f}x official here")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     machine = {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
-    out.write_text(json.dumps({"machine": machine, "peak_cpu_gflops": CPU_PEAK_GFLOPS, "results": results}, indent=2))
+    out.write_text(json.dumps({"machine": machine, "matmul_peak_gflops": peaks, "results": results}, indent=2))
     print(f"wrote {out}")
 
 

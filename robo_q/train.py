@@ -183,10 +183,8 @@ class Trainer:
         online = self.agent_cfg["batch_size"] if len(self.buffers["replay"]) else 0
         parts = ([self.buffers["replay"].sample(online, self.rng)] if online else []) + [self.buffers["demos"].sample(self.agent_cfg["demo_batch_size"], self.rng)]
         batch = {k: torch.as_tensor(np.concatenate([p[k] for p in parts])).to(self.device, non_blocking=True) for k in parts[0]}
-        demo = torch.zeros(len(batch["reward"]), dtype=torch.bool, device=self.device)
-        demo[online:] = True
         self.updates += 1
-        return self.agent.update(batch, demo)
+        return self.agent.update(batch, self.agent_cfg["demo_batch_size"])
 
     # -- evaluation and checkpoints ---------------------------------------------------------------
     def evaluate_and_checkpoint(self) -> None:

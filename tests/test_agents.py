@@ -23,9 +23,8 @@ def test_demo_losses_teach_the_greedy_action(name, k, gru):
     rng = torch.Generator().manual_seed(0)
     agent = make_agent(name, {"seq_len": k, "gru": gru, "hidden": 64, "lr": 3e-3, "levels": 2, "bins": 5}, {"state": (6,)}, 2, "cpu")
     batch = _batch(128, k, rng)
-    demo = torch.ones(128, dtype=torch.bool)
     for _ in range(150):
-        metrics = agent.update(batch, demo)
+        metrics = agent.update(batch, 128)
     with torch.no_grad():
         greedy, _, _ = agent.greedy(agent.encoder({"state": batch["obs.state"]}))
     error = (greedy - batch["action"]).abs()
@@ -54,7 +53,7 @@ def test_updates_move_the_target_network_by_polyak_averaging():
     torch.manual_seed(0)
     agent = CQNAgent({"state": (6,)}, 2, CQNConfig(hidden=32, levels=2, tau=0.5))
     before = [p.clone() for p in agent.critic_target.parameters()]
-    agent.update(_batch(16, 1, torch.Generator().manual_seed(1)), torch.zeros(16, dtype=torch.bool))
+    agent.update(_batch(16, 1, torch.Generator().manual_seed(1)), 0)
     for b, t, o in zip(before, agent.critic_target.parameters(), agent.critic.parameters()):
         assert torch.allclose(t, 0.5 * b + 0.5 * o, atol=1e-6)
 
@@ -64,7 +63,7 @@ def test_every_value_head_trains(head):
     torch.manual_seed(0)
     agent = make_agent("cqn", {"head": head, "hidden": 32, "levels": 2}, {"state": (6,)}, 2, "cpu")
     batch = {**_batch(32, 1, torch.Generator().manual_seed(2)), "reward": torch.ones(32)}  # zero-init heads start at Q = 0
-    losses = [agent.update(batch, torch.ones(32, dtype=torch.bool))["critic_loss"] for _ in range(30)]
+    losses = [agent.update(batch, 32)["critic_loss"] for _ in range(30)]
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
 
 
@@ -74,7 +73,7 @@ def test_pixel_encoder_and_bc():
     obs = {"images.cam": np.random.default_rng(0).integers(0, 255, (48, 48, 6), dtype=np.uint8)}
     assert agent.act(obs).shape == (2, 3)
     batch = {"obs.images.cam": torch.randint(0, 255, (8, 48, 48, 6), dtype=torch.uint8), "action": torch.rand(8, 2, 3) * 2 - 1, "reward": torch.zeros(8)}
-    losses = [agent.update(batch, torch.ones(8, dtype=torch.bool))["bc_loss"] for _ in range(20)]
+    losses = [agent.update(batch, 8)["bc_loss"] for _ in range(20)]
     assert losses[-1] < losses[0]
 
 
@@ -87,7 +86,7 @@ def test_unknown_agent():
 def test_cuda_update():
     agent = make_agent("cqn_as", {"seq_len": 2, "gru": True, "hidden": 32}, {"state": (6,)}, 2, "cuda")
     batch = {k: v.cuda() for k, v in _batch(16, 2, torch.Generator().manual_seed(0)).items()}
-    assert np.isfinite(agent.update(batch, torch.ones(16, dtype=torch.bool, device="cuda"))["critic_loss"])
+    assert np.isfinite(agent.update(batch, 16)["critic_loss"])
 
 
 def test_stacked_streams_match_reference_layers():
@@ -121,3 +120,37 @@ def test_stacked_streams_match_reference_layers():
         x = nn.functional.silu(norms[1](mid(nn.functional.silu(norms[0](x)))))
         expected, _ = gru(x.reshape(8, 3, 8))
         torch.testing.assert_close(out[s], expected.reshape(4, 2, 3, 8), atol=1e-5, rtol=1e-5)
+
+
+def test_random_shift_is_a_replicate_padded_crop():
+    """Every augmented image is the replicate-padded original cropped at one of the (2p+1)^2 offsets."""
+    from robo_q.agents.networks import RandomShift
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (16, 12, 10, 3), dtype=torch.uint8)
+    shifted = RandomShift(pad=2)(images)
+    assert shifted.shape == images.shape and shifted.dtype == torch.uint8
+    padded = torch.nn.functional.pad(images.permute(0, 3, 1, 2).float(), (2, 2, 2, 2), mode="replicate").permute(0, 2, 3, 1)
+    offsets = []
+    for image, out in zip(padded, shifted):
+        matches = [(dy, dx) for dy in range(5) for dx in range(5) if torch.equal(image[dy : dy + 12, dx : dx + 10], out.float())]
+        assert matches, "an augmented image is not a crop of the padded original"
+        offsets.append(matches[0])
+    assert len(set(offsets)) > 4  # the offsets are random, not one fixed crop
+
+
+def test_compiled_update_matches_eager():
+    """agent.compile=true compiles the whole loss (forward and backward) without changing the maths."""
+    settings = {"seq_len": 2, "gru": True, "hidden": 16, "levels": 2}
+    agents = []
+    for compile_ in (False, True):
+        torch.manual_seed(0)
+        agents.append(make_agent("cqn_as", {**settings, "compile": compile_}, {"state": (6,)}, 2, "cpu"))
+    batch = {**_batch(16, 2, torch.Generator().manual_seed(3)), "reward": (torch.arange(16) % 3 == 0).float()}
+    for _ in range(2):
+        eager, compiled = (agent.update(batch, 8) for agent in agents)
+        assert eager.keys() == compiled.keys()
+        for key in eager:
+            assert compiled[key] == pytest.approx(eager[key], rel=1e-4, abs=1e-6), key
+    for p_eager, p_compiled in zip(agents[0].critic.parameters(), agents[1].critic.parameters()):
+        torch.testing.assert_close(p_compiled, p_eager, atol=1e-4, rtol=1e-3)

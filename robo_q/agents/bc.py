@@ -47,9 +47,10 @@ class BCAgent:
         del explore  # BC has no exploration
         return self.policy(self.encoder.single(obs, self.device))[0][0].cpu().numpy()
 
-    def update(self, batch: dict[str, Tensor], demo: Tensor) -> dict[str, float]:
-        obs = {k[4:]: v[demo] for k, v in batch.items() if k.startswith("obs.")}
-        loss = (self._forward(obs, augment=True) - batch["action"][demo]).pow(2).mean()
+    def update(self, batch: dict[str, Tensor], demo_rows: int) -> dict[str, float]:
+        """One regression step on the last ``demo_rows`` rows of the batch (the demonstrations)."""
+        obs = {k[4:]: v[-demo_rows:] for k, v in batch.items() if k.startswith("obs.")}
+        loss = (self._forward(obs, augment=True) - batch["action"][-demo_rows:]).pow(2).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -40,7 +40,7 @@ class CQNConfig:
     demo_lambda: float = 1.0
     margin: float = 0.01
     explore_std: float = 0.01
-    compile: bool = False  # torch.compile the critic (pays a one-off compile per input shape)
+    compile: bool = False  # torch.compile the whole loss, forward and backward (a one-off compile per batch shape)
 
 
 def gather_bins(x: Tensor, idx: Tensor) -> Tensor:
@@ -62,9 +62,10 @@ class CQNAgent:
         self.encoder = ObservationEncoder(obs_shapes, cfg.proj_dim).to(self.device)
         self.critic = C2FCritic(self.encoder.out_dim, action_dim, cfg.levels, cfg.bins, self.head.outputs, cfg.seq_len, cfg.hidden, cfg.gru).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.critic_fn, self.target_fn = (torch.compile(m) for m in (self.critic, self.critic_target)) if cfg.compile else (self.critic, self.critic_target)
-        params = list(self.encoder.parameters()) + list(self.critic.parameters())
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.online_params, self.target_params = list(self.critic.parameters()), list(self.critic_target.parameters())
+        params = list(self.encoder.parameters()) + self.online_params
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+        self.loss_fn = torch.compile(self.losses) if cfg.compile else self.losses
         self.all_levels = torch.arange(cfg.levels, device=self.device)
 
     # -- acting -----------------------------------------------------------------------------------
@@ -75,7 +76,7 @@ class CQNAgent:
         level_q: list[Tensor] = []
 
         def q_fn(level: int, prev_centre: Tensor) -> Tensor:
-            logits = self.critic_fn(features, prev_centre[:, None], self.all_levels[level : level + 1])[:, 0]
+            logits = self.critic(features, prev_centre[:, None], self.all_levels[level : level + 1])[:, 0]
             level_q.append(self.head.q(logits))
             return level_q[-1]
 
@@ -97,9 +98,9 @@ class CQNAgent:
         return action.cpu().numpy()
 
     # -- learning ---------------------------------------------------------------------------------
-    def update(self, batch: dict[str, Tensor], demo: Tensor) -> dict[str, float]:
-        """One gradient step on a batch (obs.*, next_obs.*, action [N,K,D], reward, discount) whose
-        rows flagged by ``demo`` (bool [N]) are demonstrations."""
+    def losses(self, batch: dict[str, Tensor], demo_rows: int) -> tuple[Tensor, Tensor]:
+        """Total loss of a batch whose last ``demo_rows`` rows are demonstrations, and the detached
+        metrics [critic_loss, demo_loss, q]. One graph from batch to loss, so ``compile`` fuses it."""
         cfg = self.cfg
         obs = {k[4:]: v for k, v in batch.items() if k.startswith("obs.")}
         next_obs = {k[9:]: v for k, v in batch.items() if k.startswith("next_obs.")}
@@ -108,26 +109,31 @@ class CQNAgent:
             next_features = self.encoder(next_obs, augment=True)
             _, next_idx, _ = self.greedy(next_features)  # [N, K, L, D]
             next_prev = self.codec.encode(self.codec.decode(next_idx))[1]
-            next_logits = self.target_fn(next_features, next_prev.transpose(1, 2), self.all_levels)
+            next_logits = self.critic_target(next_features, next_prev.transpose(1, 2), self.all_levels)
             target = self.head.target(batch["reward"], batch["discount"], gather_bins(next_logits, next_idx.transpose(1, 2)))
 
         idx, prev = (t.transpose(1, 2) for t in self.codec.encode(batch["action"]))  # [N, L, K, D]
-        logits = self.critic_fn(features, prev, self.all_levels)  # [N, L, K, D, B, O]
-        critic_loss = self.head.loss(gather_bins(logits, idx), target).mean()
-        metrics = {"critic_loss": critic_loss.item()}
+        logits = self.critic(features, prev, self.all_levels)  # [N, L, K, D, B, O]
+        chosen = gather_bins(logits, idx)
+        critic_loss = self.head.loss(chosen, target).mean()
         loss = cfg.critic_lambda * critic_loss
-        if demo.any():
-            demo_loss = self._demo_loss(logits[demo], idx[demo])
+        demo_loss = torch.zeros((), device=loss.device)
+        if demo_rows:
+            demo_loss = self._demo_loss(logits[-demo_rows:], idx[-demo_rows:])
             loss = loss + cfg.demo_lambda * demo_loss
-            metrics["demo_loss"] = demo_loss.item()
+        return loss, torch.stack([critic_loss, demo_loss, self.head.q(chosen).mean()]).detach()
+
+    def update(self, batch: dict[str, Tensor], demo_rows: int) -> dict[str, float]:
+        """One gradient step on a batch (obs.*, next_obs.*, action [N,K,D], reward, discount) whose
+        last ``demo_rows`` rows are demonstrations; returns the step's metrics."""
+        loss, metrics = self.loss_fn(batch, demo_rows)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         with torch.no_grad():
-            for p, tp in zip(self.critic.parameters(), self.critic_target.parameters()):
-                tp.lerp_(p, cfg.tau)
-        metrics["q"] = self.head.q(gather_bins(logits, idx)).mean().item()
-        return metrics
+            torch._foreach_lerp_(self.target_params, self.online_params, self.cfg.tau)
+        critic_loss, demo_loss, q = metrics.tolist()
+        return {"critic_loss": critic_loss, "q": q} | ({"demo_loss": demo_loss} if demo_rows else {})
 
     def _demo_loss(self, logits: Tensor, idx: Tensor) -> Tensor:
         """Margin loss max(0, m - (Q(a_demo) - Q(a_j))) plus first-order stochastic dominance
