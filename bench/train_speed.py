@@ -75,6 +75,7 @@ def bench_case(agent_name: str, preset: str, obs: str, device: torch.device, sec
             return StraightforwardAgent(shapes, 4, CQNConfig(**settings), device)
         return make_agent(agent_name, {**settings, "compile": impl == "robo_q+compile"}, shapes, 4, device)
 
+    torch._dynamo.reset()  # each case compiles afresh (dynamo's recompile limit counts per function, not per agent)
     agent = build(impl)
     rows = 2 * sizes["batch"]
     batch = make_batch(obs, rows, AGENTS[agent_name]["seq_len"], device)

@@ -22,17 +22,15 @@ class C2FCodec:
         if levels < 1 or bins < 2:
             raise ValueError(f"need levels >= 1 and bins >= 2; got levels={levels}, bins={bins}")
         self.levels, self.bins = levels, bins
-        self._cache: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor, Tensor]] = {}
 
     def _consts(self, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
-        """(B^(L-1-l) long [L], B^l [L], sub-bin centre fractions (j + 0.5) / B [B]) on device."""
-        key = (device, dtype)
-        if key not in self._cache:
-            place = self.bins ** torch.arange(self.levels - 1, -1, -1, device=device)
-            res = (self.bins ** torch.arange(self.levels, device=device)).to(dtype)
-            frac = (torch.arange(self.bins, device=device, dtype=dtype) + 0.5) / self.bins
-            self._cache[key] = place, res, frac
-        return self._cache[key]
+        """(B^(L-1-l) long [L], B^l [L], sub-bin centre fractions (j + 0.5) / B [B]) on device.
+
+        Built per call (a few tiny tensors): no cache, so a compiled graph has no state to guard."""
+        place = self.bins ** torch.arange(self.levels - 1, -1, -1, device=device)
+        res = (self.bins ** torch.arange(self.levels, device=device)).to(dtype)
+        frac = (torch.arange(self.bins, device=device, dtype=dtype) + 0.5) / self.bins
+        return place, res, frac
 
     def bin_centres(self, low: Tensor, high: Tensor) -> Tensor:
         """Centres [..., D, B] of the B equal sub-bins of [low, high] ([..., D])."""
