@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch.utils.flop_counter import FlopCounterMode
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the roboq CLI does, before torch loads
 
-from robo_q.agents import make_agent
-from robo_q.agents.cqn import CQNAgent, CQNConfig
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from robo_q.agents import make_agent  # noqa: E402
+from robo_q.agents.cqn import CQNAgent, CQNConfig  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from straightforward_cqn import StraightforwardAgent  # noqa: E402

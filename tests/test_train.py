@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -125,3 +126,18 @@ def test_training_collects_demos_when_none_are_given(tmp_path, task, extra):
     if extra:
         assert store.observation_keys == ["state", "images.0"] and store.episode(0).steps["observation.images.0"].shape[1:] == (48, 48, 3)
     assert json.loads((run / "eval_info.json").read_text())["episodes"] == 1
+    if extra:  # a pixel policy exports, and its bundle acts like the checkpoint on camera frames
+        result = roboq("export", f"checkpoint={run}/checkpoints/last", f"out={tmp_path / 'bundle'}", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        from policies import load_policy
+        from robo_q.train import load_agent
+
+        agent, _ = load_agent(run / "checkpoints" / "last", "cpu")
+        steps = store.episode(0).steps
+        stacked = {"state": steps["observation.state"][5], "images.0": np.concatenate([steps["observation.images.0"][4], steps["observation.images.0"][5]], axis=-1)}
+        stacked = {k: v for k, v in stacked.items() if k in agent.encoder.keys}
+        assert "images.0" in stacked
+        with torch.no_grad():
+            expected = agent.policy({k: torch.as_tensor(v[None]) for k, v in stacked.items()})[0][0].numpy()
+        for backend in ("onnx", "torch"):
+            np.testing.assert_allclose(load_policy(tmp_path / "bundle", backend=backend)._predict(stacked), expected, atol=1e-6)

@@ -93,15 +93,20 @@ class ObservationEncoder(nn.Module):
         """One numpy observation -> a batch of one (images stay uint8, the rest float32)."""
         return {k: torch.as_tensor(obs[k][None] if k.startswith("images.") else obs[k][None].astype("float32"), device=device) for k in self.keys}
 
+    @torch.compiler.disable  # eager oneDNN convolutions and pixel gathers beat their compiled versions
+    def camera_features(self, name: str, images: Tensor, augment: bool) -> Tensor:
+        """uint8 NHWC images -> CNN features, random-shifted when ``augment``."""
+        if augment:
+            images = self.aug(images)
+        return self.cnns[name](images.to(torch.float32, copy=True).mul_(1 / 255).sub_(0.5))  # one image-sized buffer
+
     def forward(self, obs: dict[str, Tensor], augment: bool = False) -> Tensor:
         parts = []
         for key in self.keys:
             name = key.replace(".", "_")
             x = obs[key]
             if key.startswith("images."):
-                if augment:
-                    x = self.aug(x)
-                x = self.cnns[name](x.to(torch.float32, copy=True).mul_(1 / 255).sub_(0.5))  # one image-sized buffer
+                x = self.camera_features(name, x, augment)
             parts.append(self.projs[name](x))
         return torch.cat(parts, dim=-1)
 
