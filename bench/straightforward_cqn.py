@@ -1,8 +1,9 @@
 """A straightforward implementation of the same CQN / CQN-AS update, the baseline for
 `bench/train_speed.py`: the critic written the obvious way (one nn.Module per stream, the
 observation features concatenated into every (level, step) input, torch's nn.GRU, one critic call
-per level). It shares robo_q's codec, value head, encoder and losses, so only the critic's
-computation differs; benchmark code only, never used by training.
+per level) and the camera path too (NCHW images, replicate-pad then crop, NCHW convolutions). It
+shares robo_q's codec, value head, parameters' shapes and losses, so only how the update is
+computed differs; benchmark code only, never used by training.
 """
 
 from __future__ import annotations
@@ -17,6 +18,20 @@ from robo_q.agents.codec import C2FCodec
 from robo_q.agents.cqn import CQNAgent, CQNConfig, gather_bins
 from robo_q.agents.heads import make_head
 from robo_q.agents.networks import ObservationEncoder
+
+
+class PlainEncoder(ObservationEncoder):
+    """robo_q's encoder with the camera path written the obvious way."""
+
+    def camera_features(self, name: str, images: Tensor, augment: bool) -> Tensor:
+        x = images.permute(0, 3, 1, 2).contiguous().float()
+        if augment:
+            n, _, h, w = x.shape
+            pad = self.aug.pad
+            padded = F.pad(x, (pad,) * 4, mode="replicate")
+            shift = torch.randint(0, 2 * pad + 1, (n, 2)).tolist()
+            x = torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(shift)])
+        return self.cnns[name].net(x / 255.0 - 0.5)
 
 
 class PlainStream(nn.Module):
@@ -59,7 +74,7 @@ class StraightforwardAgent(CQNAgent):
         self.cfg, self.action_dim, self.device = cfg, action_dim, torch.device(device)
         self.codec = C2FCodec(cfg.levels, cfg.bins)
         self.head = make_head("c51", atoms=cfg.atoms, v_min=cfg.v_min, v_max=cfg.v_max).to(self.device)
-        self.encoder = ObservationEncoder(obs_shapes, cfg.proj_dim).to(self.device)
+        self.encoder = PlainEncoder(obs_shapes, cfg.proj_dim).to(self.device)
         self.critic = PlainCritic(self.encoder.out_dim, action_dim, cfg, cfg.atoms).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.optimizer = torch.optim.AdamW(list(self.encoder.parameters()) + list(self.critic.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay)

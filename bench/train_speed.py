@@ -1,7 +1,7 @@
 """Critic update throughput: updates/s and achieved GFLOP/s for cqn and cqn_as, per preset and
 observation type, on the CPU and on CUDA when present; plus single-observation act latency.
 
-    python bench/train_speed.py [--quick] [--devices cpu,cuda] [--out bench/results/train_speed.json]
+    python bench/train_speed.py [--obs state,pixels] [--compile] [--devices cpu,cuda] [--out bench/results/train_speed.json]
 
 Batches are 256 + 256 demo rows at paper size and 64 + 64 at the small preset (the presets'
 own sizes), a 39-D state (Meta-World) or one 84x84 camera with 8 stacked frames, a 4-D action.
@@ -135,7 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", default="cpu,cuda", help="comma-separated; cuda is skipped when absent")
     parser.add_argument("--seconds", type=float, default=5.0, help="timing budget per case")
-    parser.add_argument("--quick", action="store_true", help="state observations only")
+    parser.add_argument("--obs", default="state,pixels", help="comma-separated observation types")
     parser.add_argument("--no-baseline", action="store_true", help="skip the straightforward implementation")
     parser.add_argument("--compile", action="store_true", help="also time agent.compile=true (one compile per case, minutes on a small CPU)")
     parser.add_argument("--out", default="bench/results/train_speed.json")
@@ -147,7 +147,7 @@ def main() -> None:
         print(f"{device.type} fp32 matmul peak: {peaks[device.type]:.0f} GFLOP/s")
     print(f"{'agent':<7} {'preset':<6} {'obs':<7} {'device':<6} {'impl':<16} {'updates/s':>10} {'s/update':>9} {'GFLOP/upd':>10} {'GFLOP/s':>8} {'act ms':>7} {'speedup':>22}")
     for device in devices:
-        for obs in ["state"] if args.quick else ["state", "pixels"]:
+        for obs in args.obs.split(","):
             for preset in PRESETS:
                 for agent_name in AGENTS:
                     impls = ([] if args.no_baseline else ["straightforward"]) + ["robo_q"] + (["robo_q+compile"] if args.compile else [])

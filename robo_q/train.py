@@ -171,7 +171,9 @@ class Trainer:
         self.last_eval: dict[str, Any] | None = None
 
     def _restore(self, meta: dict[str, Any]) -> None:
-        check_compatible(meta, {k: self.meta[k] for k in ("task", "obs", "env", "agent", "obs_shapes", "action_dim")})
+        expected = {k: self.meta[k] for k in ("task", "obs", "env", "agent", "obs_shapes", "action_dim")}
+        # compiling changes how the update runs, not what it computes: a run may resume either way
+        check_compatible({**meta, "agent": {**meta["agent"], "compile": expected["agent"].get("compile")}}, expected)
         load_weights(meta["path"], self.agent, with_optimizer=True)
         load_buffers(meta["path"], self.buffers)
         self.rng.bit_generator.state = meta["numpy_rng"]

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.subscription import MessageInfo
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import JointState
@@ -65,11 +66,14 @@ class Recorder(Node):
                     out / "episodes.zarr", task=env.task, control_dt=env.control_dt, action_low=env.action_low, action_high=env.action_high,
                     observation_spec=spec, state_dim=0, env_config={**env.config, "cameras": []}, simulator=env.simulator, source="ros",
                 )
+            # Messages that arrive together are handled in subscription order: an episode's result
+            # before the next episode's start (which the bridge sends only once the result is
+            # acknowledged), the start before that episode's first observation.
+            self.create_subscription(Float64MultiArray, io.EPISODE_RESULT, self._on_result, RECORD_QOS)
             self.create_subscription(Int64, io.EPISODE_START, self._on_start, io.LATCHED_QOS)
             self.create_subscription(Float64MultiArray, io.STATE_OBSERVATION, self._on_observation, RECORD_QOS)
             self.create_subscription(Float64MultiArray, io.COMMANDS, self._on_command, RECORD_QOS)
             self.create_subscription(Bool, io.SUCCESS, lambda m: setattr(self, "_success", self._success or m.data), RECORD_QOS)
-            self.create_subscription(Float64MultiArray, io.EPISODE_RESULT, self._on_result, RECORD_QOS)
         self._seed: int | None = None
         self._rows: list[tuple[np.ndarray, np.ndarray, bool]] = []
         self._obs = self._command = self._result = None
@@ -77,8 +81,10 @@ class Recorder(Node):
         self.episodes = 0
 
     def _raw_writer(self, topic: str, connection):
-        def write(raw: bytes) -> None:
-            self.writer.write(connection, self.get_clock().now().nanoseconds, raw)
+        def write(raw: bytes, info: MessageInfo) -> None:
+            # Logged at publication time: the log then holds the messages in the order they were
+            # sent, whatever order they were received in (receive time when the RMW has none).
+            self.writer.write(connection, info["source_timestamp"] or self.get_clock().now().nanoseconds, raw)
             self.counts[topic] += 1
 
         return write

@@ -21,6 +21,7 @@ from typing import Any
 
 import mujoco
 import numpy as np
+from rclpy.duration import Duration as RclDuration
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray, Int64
@@ -118,8 +119,16 @@ class SimBridge(Node):
         if self.episodes is not None and len(self.results) >= self.episodes:
             self.done = True
             self.write_results()
-        else:  # the next episode starts a little later, so the result arrives first everywhere
+        else:  # the next episode starts once every subscriber holds the result, and a little later
+            self.pub_result.wait_for_all_acked(RclDuration(seconds=1.0))
             self._restart_at = time.monotonic() + RESTART_GAP_S
+
+    def finish(self, seconds: float = 1.0) -> None:
+        """Before the process exits: wait (up to ``seconds`` each) until subscribers acknowledged the
+        episode events, so a recorder or session never misses the last result; write the results."""
+        for pub in (self.pub_success, self.pub_start, self.pub_result):
+            pub.wait_for_all_acked(RclDuration(seconds=seconds))
+        self.write_results()
 
     def write_results(self) -> None:
         if self.results_path:

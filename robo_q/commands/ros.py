@@ -15,7 +15,7 @@ def sim_bridge(cfg: DictConfig) -> int:
     runner.init()
     bridge = SimBridge(cfg.task, env_settings(cfg.env), mode=cfg.mode, rate=cfg.rate, seed=cfg.seed, episodes=cfg.episodes, results=cfg.results)
     bridge.get_logger().info(f"{cfg.task}: {cfg.mode} at {1 / bridge.period:.1f} Hz; commands on /policy_controller/commands")
-    interrupted = runner.spin(bridge, until=lambda: bridge.done, on_exit=bridge.write_results)
+    interrupted = runner.spin(bridge, until=lambda: bridge.done, on_exit=bridge.finish)
     results = bridge.results
     print_summary(
         "sim-bridge",
