@@ -15,6 +15,10 @@ $(VENV)/.installed: pyproject.toml
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && apt-get install -y -qq libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 >/dev/null; \
 	  else echo "warning: EGL/Mesa libraries missing: install libegl1 libegl-mesa0 libgl1-mesa-dri for rendering" >&2; fi; }
+	@command -v g++ >/dev/null || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq g++ >/dev/null; \
+	  else echo "warning: no C++ compiler: agent.compile=true (torch.compile on the CPU) needs g++" >&2; fi; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
