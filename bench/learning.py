@@ -45,6 +45,9 @@ def collect(task: str, out: Path) -> Path:
 
 
 def run_one(task: str, agent: str, seed: int, steps: int, demos: Path, out: Path, threads: int) -> dict:
+    from robo_q.allocator import configure_cpu_allocator
+
+    configure_cpu_allocator()  # as the roboq CLI does, before torch loads
     import torch
 
     torch.set_num_threads(threads)

@@ -2,8 +2,8 @@
 `bench/train_speed.py`: the critic written the obvious way (one nn.Module per stream, the
 observation features concatenated into every (level, step) input, torch's nn.GRU, one critic call
 per level) and the camera path too (NCHW images, replicate-pad then crop, NCHW convolutions). It
-shares robo_q's codec, value head, parameters' shapes and losses, so only how the update is
-computed differs; benchmark code only, never used by training.
+shares robo_q's codec, value head, parameters' shapes and loss functions (the demo loss written
+for autograd), so only how the update is computed differs; benchmark code only, never used by training.
 """
 
 from __future__ import annotations
@@ -91,6 +91,16 @@ class StraightforwardAgent(CQNAgent):
 
         action, idx = self.codec.greedy(q_fn, (features.shape[0], self.cfg.seq_len), self.action_dim, self.device)
         return action, idx, level_q[-1]
+
+    def _demo_loss(self, logits: Tensor, idx: Tensor) -> Tensor:
+        """Margin plus stochastic-dominance loss over the other bins, written for autograd."""
+        other = torch.ones(logits.shape[:-1], dtype=torch.bool, device=logits.device)
+        other.scatter_(-1, idx[..., None], False)
+        q = self.head.q(logits)
+        margin = ((self.cfg.margin - (q.gather(-1, idx[..., None]) - q)).clamp(min=0) * other).sum(-1) / (self.cfg.bins - 1)
+        cdf = self.head.cdf(logits)
+        dominance = ((gather_bins(cdf, idx)[..., None, :] - cdf).clamp(min=0).sum(-1) * other).sum(-1) / (self.cfg.bins - 1)
+        return margin.mean() + dominance.mean()
 
     def update(self, batch: dict[str, Tensor], demo_rows: int) -> dict[str, float]:
         obs = {k[4:]: v for k, v in batch.items() if k.startswith("obs.")}

@@ -1,7 +1,8 @@
 """Critic update throughput: updates/s and achieved GFLOP/s for cqn and cqn_as, per preset and
 observation type, on the CPU and on CUDA when present; plus single-observation act latency.
 
-    python bench/train_speed.py [--obs state,pixels] [--compile] [--devices cpu,cuda] [--out bench/results/train_speed.json]
+    python bench/train_speed.py [--obs state,pixels] [--presets small,paper] [--compile] [--devices cpu,cuda]
+                                [--default-allocator] [--out bench/results/train_speed.json]
 
 Batches are 256 + 256 demo rows at paper size and 64 + 64 at the small preset (the presets'
 own sizes), a 39-D state (Meta-World) or one 84x84 camera with 8 stacked frames, a 4-D action.
@@ -14,13 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the roboq CLI does, before torch loads
+from robo_q.allocator import configure_cpu_allocator
+
+if "--default-allocator" not in sys.argv:
+    configure_cpu_allocator()  # as the roboq CLI does, before torch loads
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -136,8 +139,10 @@ def main() -> None:
     parser.add_argument("--devices", default="cpu,cuda", help="comma-separated; cuda is skipped when absent")
     parser.add_argument("--seconds", type=float, default=5.0, help="timing budget per case")
     parser.add_argument("--obs", default="state,pixels", help="comma-separated observation types")
+    parser.add_argument("--presets", default=",".join(PRESETS), help="comma-separated agent presets")
     parser.add_argument("--no-baseline", action="store_true", help="skip the straightforward implementation")
     parser.add_argument("--compile", action="store_true", help="also time agent.compile=true (one compile per case, minutes on a small CPU)")
+    parser.add_argument("--default-allocator", action="store_true", help="leave glibc and torch's CPU allocation as they come (robo_q.allocator not applied)")
     parser.add_argument("--out", default="bench/results/train_speed.json")
     args = parser.parse_args()
     devices = [torch.device(d) for d in args.devices.split(",") if d != "cuda" or torch.cuda.is_available()]
@@ -148,7 +153,7 @@ def main() -> None:
     print(f"{'agent':<7} {'preset':<6} {'obs':<7} {'device':<6} {'impl':<16} {'updates/s':>10} {'s/update':>9} {'GFLOP/upd':>10} {'GFLOP/s':>8} {'act ms':>7} {'speedup':>22}")
     for device in devices:
         for obs in args.obs.split(","):
-            for preset in PRESETS:
+            for preset in args.presets.split(","):
                 for agent_name in AGENTS:
                     impls = ([] if args.no_baseline else ["straightforward"]) + ["robo_q"] + (["robo_q+compile"] if args.compile else [])
                     plain = None
@@ -174,7 +179,7 @@ def main() -> None:
             print(f"{r['agent']}: {r['gflop_per_update']:.0f} GFLOP per update at the {peaks['cpu']:.0f} GFLOP/s matmul peak takes at least {r['floor_seconds_per_update']:.2f} s: no implementation of this math beats {ceiling:.2f}x official here")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    machine = {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "robo_q_allocator": not args.default_allocator}
     out.write_text(json.dumps({"machine": machine, "matmul_peak_gflops": peaks, "results": results}, indent=2))
     print(f"wrote {out}")
 

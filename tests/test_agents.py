@@ -104,7 +104,7 @@ def test_stacked_streams_match_reference_layers():
     out = streams(features, cond)
     assert out.shape == (2, 4, 2, 3, 8)
     for s in range(2):
-        first, mid = nn.Linear(8, 8), nn.Linear(8, 8)
+        mid = nn.Linear(8, 8)
         norms = [nn.LayerNorm(8), nn.LayerNorm(8)]
         gru = nn.GRU(8, 8, batch_first=True)
         with torch.no_grad():

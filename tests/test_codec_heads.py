@@ -169,6 +169,37 @@ def test_cdf_monotone_ends_at_one(head):
     assert_close(cdf[..., -1], torch.ones(7, 2), atol=1e-5)
 
 
+def reference_demo_loss(head, logits: torch.Tensor, idx: torch.Tensor, margin: float) -> torch.Tensor:
+    """The demo losses written the obvious way, for autograd: masks over the non-demo bins."""
+    bins = logits.shape[-2]
+    other = torch.ones(logits.shape[:-1], dtype=torch.bool).scatter_(-1, idx[..., None], False)
+    q = head.q(logits)
+    loss = ((margin - (q.gather(-1, idx[..., None]) - q)).clamp(min=0) * other).sum(-1).mean() / (bins - 1)
+    cdf = head.cdf(logits)
+    if cdf is not None:
+        cdf_demo = cdf.gather(-2, idx[..., None, None].expand(*idx.shape, 1, cdf.shape[-1]))
+        loss = loss + ((cdf_demo - cdf).clamp(min=0).sum(-1) * other).sum(-1).mean() / (bins - 1)
+    return loss
+
+
+@pytest.mark.parametrize("head", [C51Head(), HLGaussHead(bins=21), MSEHead()], ids=["c51", "hl_gauss", "mse"])
+def test_demo_loss_value_and_gradient_match_autograd(head):
+    """The demo loss computes its gradient in the forward pass (categorical heads): same value and
+    gradient as autograd through the masked formula, with margins both active and inactive."""
+    logits = (torch.randn(6, 3, 5, head.outputs) * 2).requires_grad_()
+    idx = torch.randint(0, 5, (6, 3))
+    loss = head.demo_loss(logits, idx, 0.3)
+    (grad,) = torch.autograd.grad(2 * loss, logits)
+    ref = reference_demo_loss(head, logits, idx, 0.3)
+    (ref_grad,) = torch.autograd.grad(2 * ref, logits)
+    assert loss.shape == () and ref > 0.05
+    assert_close(loss, ref, atol=1e-5)
+    assert_close(grad, ref_grad, atol=1e-6)
+    q = head.q(logits.detach())
+    gap = q.gather(-1, idx[..., None]) - q
+    assert (gap > 0.3).any() and ((gap < 0.3) & (gap != 0)).any()  # both sides of the margin are exercised
+
+
 def test_make_head():
     assert isinstance(make_head("c51", atoms=11), C51Head) and make_head("c51", atoms=11).outputs == 11
     assert isinstance(make_head("hl_gauss"), HLGaussHead) and make_head("hl_gauss").outputs == 51

@@ -113,13 +113,13 @@ class CQNAgent:
             target = self.head.target(batch["reward"], batch["discount"], gather_bins(next_logits, next_idx.transpose(1, 2)))
 
         idx, prev = (t.transpose(1, 2) for t in self.codec.encode(batch["action"]))  # [N, L, K, D]
-        logits = self.critic(features, prev, self.all_levels)  # [N, L, K, D, B, O]
-        chosen = gather_bins(logits, idx)
+        base, adv = self.critic.dueling(features, prev, self.all_levels)  # logits = base + adv [N, L, K, D, B, O]
+        chosen = base.squeeze(-2) + gather_bins(adv, idx)
         critic_loss = self.head.loss(chosen, target).mean()
         loss = cfg.critic_lambda * critic_loss
         demo_loss = torch.zeros((), device=loss.device)
         if demo_rows:
-            demo_loss = self._demo_loss(logits[-demo_rows:], idx[-demo_rows:])
+            demo_loss = self.head.demo_loss(base[-demo_rows:] + adv[-demo_rows:], idx[-demo_rows:], cfg.margin)
             loss = loss + cfg.demo_lambda * demo_loss
         return loss, torch.stack([critic_loss, demo_loss, self.head.q(chosen).mean()]).detach()
 
@@ -134,22 +134,6 @@ class CQNAgent:
             torch._foreach_lerp_(self.target_params, self.online_params, self.cfg.tau)
         critic_loss, demo_loss, q = metrics.tolist()
         return {"critic_loss": critic_loss, "q": q} | ({"demo_loss": demo_loss} if demo_rows else {})
-
-    def _demo_loss(self, logits: Tensor, idx: Tensor) -> Tensor:
-        """Margin loss max(0, m - (Q(a_demo) - Q(a_j))) plus first-order stochastic dominance
-        sum_atoms max(0, CDF(a_demo) - CDF(a_j)), both averaged over the other bins j."""
-        other = torch.ones(logits.shape[:-1], dtype=torch.bool, device=logits.device)  # [..., B]
-        other.scatter_(-1, idx[..., None], False)
-        q = self.head.q(logits)  # [..., B]
-        q_demo = q.gather(-1, idx[..., None])
-        margin = ((self.cfg.margin - (q_demo - q)).clamp(min=0) * other).sum(-1) / (self.cfg.bins - 1)
-        loss = margin.mean()
-        cdf = self.head.cdf(logits)
-        if cdf is not None:  # categorical heads only
-            cdf_demo = gather_bins(cdf, idx)[..., None, :]
-            dominance = ((cdf_demo - cdf).clamp(min=0).sum(-1) * other).sum(-1) / (self.cfg.bins - 1)
-            loss = loss + dominance.mean()
-        return loss
 
     # -- persistence ------------------------------------------------------------------------------
     def modules(self) -> dict[str, torch.nn.Module]:

@@ -193,6 +193,11 @@ class C2FCritic(nn.Module):
 
     def forward(self, features: Tensor, prev_centre: Tensor, levels: Tensor) -> Tensor:
         """features [N, F], prev_centre [N, L', K, D], levels long [L'] -> logits [N, L', K, D, B, O]."""
+        base, adv = self.dueling(features, prev_centre, levels)
+        return base + adv
+
+    def dueling(self, features: Tensor, prev_centre: Tensor, levels: Tensor) -> tuple[Tensor, Tensor]:
+        """The logits as two terms, base [N, L', K, D, 1, O] = V - mean_bins(A) and A [..., B, O]."""
         n, nl, k, d = prev_centre.shape
         cond = torch.cat(
             [
@@ -205,4 +210,4 @@ class C2FCritic(nn.Module):
         hidden = self.streams(features, cond)
         value = self.value_head(hidden[0]).view(n, nl, k, d, 1, self.outputs)
         adv = self.advantage_head(hidden[1]).view(n, nl, k, d, self.bins, self.outputs)
-        return value + adv - adv.mean(dim=-2, keepdim=True)
+        return value - adv.mean(dim=-2, keepdim=True), adv
