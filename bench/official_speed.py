@@ -18,6 +18,8 @@ its training loop calls them. Runs with PyTorch's and glibc's defaults, as the o
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import platform
 import sys
@@ -50,14 +52,15 @@ class StateEncoder(nn.Module):
         return views[:, 0]
 
 
-def make_agent(repo: Path, name: str):
-    sys.path.insert(0, str(repo))
+def make_agent(name: str):
+    """The official agent ``name`` (cqn | cqn_as) from the checkout on sys.path, set up for state input."""
     module = __import__(f"rlbench_src.{name}", fromlist=["_"])
     module.MultiViewCNNEncoder = StateEncoder
     settings = {**CONFIG, **(CQN_AS_CONFIG if name == "cqn_as" else {})}
     action_shape = (SEQ_LEN, ACTION_DIM) if name == "cqn_as" else (ACTION_DIM,)
     agent_cls = module.CQNASAgent if name == "cqn_as" else module.CQNAgent
-    agent = agent_cls(rgb_obs_shape=None, low_dim_obs_shape=(STATE_DIM,), action_shape=action_shape, device="cpu", **settings)
+    with contextlib.redirect_stdout(io.StringIO()):  # the agents print their networks
+        agent = agent_cls(rgb_obs_shape=None, low_dim_obs_shape=(STATE_DIM,), action_shape=action_shape, device="cpu", **settings)
     agent.aug = nn.Identity()
     return agent
 
@@ -76,9 +79,10 @@ def make_batch(name: str, replay_rows: int, demo_rows: int) -> dict[str, torch.T
     }
 
 
-def bench_agent(repo: Path, name: str, batch_size: int, seconds: float) -> dict:
+def bench_agent(name: str, batch_size: int, seconds: float) -> dict:
+    """Median seconds per official training step (update + target update), FLOPs, act latency."""
     torch.manual_seed(1)
-    agent = make_agent(repo, name)
+    agent = make_agent(name)
     batch = make_batch(name, batch_size, batch_size)
     step = 0
 
@@ -128,10 +132,11 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.repo / "rlbench_src" / "cqn_as.py").is_file():
         sys.exit(f"{args.repo} is not a checkout of younggyoseo/CQN-AS (no rlbench_src/cqn_as.py)")
+    sys.path.insert(0, str(args.repo))  # its modules import `utils` and `cqn_utils` from the top level
     print(f"{'agent':<7} {'rows':>5} {'s/update':>9} {'GFLOP/upd':>10} {'GFLOP/s':>8} {'act ms':>7}")
     results = []
     for name in ("cqn", "cqn_as"):
-        r = bench_agent(args.repo, name, args.batch, args.seconds)
+        r = bench_agent(name, args.batch, args.seconds)
         results.append(r)
         print(f"{name:<7} {r['rows']:>5} {r['seconds_per_update']:9.3f} {r['gflop_per_update']:10.1f} {r['gflops_achieved']:8.1f} {r['act_ms_p50']:7.2f}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
