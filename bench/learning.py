@@ -30,8 +30,8 @@ EVAL_EPISODES = 10
 
 
 def collect(task: str, out: Path) -> Path:
-    from robo_q.collect import collect_demos, store_for_env
     from robo_q.data import EpisodeStore
+    from robo_q.data.collect import collect_demos, store_for_env
     from sim import make_env
     from sim.experts import make_expert
 
@@ -52,7 +52,7 @@ def run_one(task: str, agent: str, seed: int, steps: int, demos: Path, out: Path
 
     torch.set_num_threads(threads)
     from robo_q.cli import compose_config
-    from robo_q.train import Trainer
+    from robo_q.training.trainer import Trainer
 
     run_dir = out / "runs" / f"{task.replace('/', '_')}_{agent}_s{seed}"
     overrides = [
@@ -76,8 +76,18 @@ def run_one(task: str, agent: str, seed: int, steps: int, demos: Path, out: Path
     start = time.perf_counter()
     Trainer(compose_config("train", overrides)).run()
     with (run_dir / "eval.csv").open() as f:
-        curve = [{"step": int(r["step"]), "success_rate": float(r["success_rate"]), "mean_return": float(r["mean_return"])} for r in csv.DictReader(f)]
-    return {"task": task, "agent": agent, "seed": seed, "steps": steps, "seconds": time.perf_counter() - start, "curve": curve}
+        curve = [
+            {"step": int(r["step"]), "success_rate": float(r["success_rate"]), "mean_return": float(r["mean_return"])}
+            for r in csv.DictReader(f)
+        ]
+    return {
+        "task": task,
+        "agent": agent,
+        "seed": seed,
+        "steps": steps,
+        "seconds": time.perf_counter() - start,
+        "curve": curve,
+    }
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -87,13 +97,16 @@ def plot(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(TASKS), figsize=(5 * len(TASKS), 3.8))
-    for ax, task in zip(axes, TASKS):
+    for ax, task in zip(axes, TASKS, strict=False):
         for agent in AGENTS:
             runs = [r for r in results if r["task"] == task and r["agent"] == agent]
             if not runs:
                 continue
             steps = [p["step"] for p in runs[0]["curve"]]
-            mean = [sum(r["curve"][i]["success_rate"] for r in runs if i < len(r["curve"])) / len(runs) for i in range(len(steps))]
+            mean = [
+                sum(r["curve"][i]["success_rate"] for r in runs if i < len(r["curve"])) / len(runs)
+                for i in range(len(steps))
+            ]
             ax.plot(steps, mean, marker="o", label=agent)
         ax.set_title(task)
         ax.set_xlabel("env steps (bc: updates)")
@@ -114,27 +127,50 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     demos = {task: collect(task, out) for task in TASKS}
-    jobs = [(task, agent, seed, int(steps * args.scale)) for task, steps in TASKS.items() for agent in AGENTS for seed in SEEDS]
+    jobs = [
+        (task, agent, seed, int(steps * args.scale))
+        for task, steps in TASKS.items()
+        for agent in AGENTS
+        for seed in SEEDS
+    ]
     threads = max(1, (os.cpu_count() or 2) // args.workers)
     start = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
-        futures = [pool.submit(run_one, task, agent, seed, steps, demos[task], out, threads) for task, agent, seed, steps in jobs]
+        futures = [
+            pool.submit(run_one, task, agent, seed, steps, demos[task], out, threads)
+            for task, agent, seed, steps in jobs
+        ]
         results = []
         for future in futures:
             r = future.result()
             results.append(r)
-            print(f"{r['task']:<24} {r['agent']:<7} seed {r['seed']}: final success {r['curve'][-1]['success_rate']:.0%} ({r['seconds']:.0f} s)", flush=True)
+            print(
+                f"{r['task']:<24} {r['agent']:<7} seed {r['seed']}: "
+                f"final success {r['curve'][-1]['success_rate']:.0%} ({r['seconds']:.0f} s)",
+                flush=True,
+            )
     table = {}
     print(f"\n{'task':<24} " + " ".join(f"{a:>14}" for a in AGENTS))
     for task in TASKS:
         row = {}
         for agent in AGENTS:
             finals = [r["curve"][-1]["success_rate"] for r in results if r["task"] == task and r["agent"] == agent]
-            best = [max(p["success_rate"] for p in r["curve"]) for r in results if r["task"] == task and r["agent"] == agent]
+            best = [
+                max(p["success_rate"] for p in r["curve"]) for r in results if r["task"] == task and r["agent"] == agent
+            ]
             row[agent] = {"final_success": sum(finals) / len(finals), "best_success": sum(best) / len(best)}
         table[task] = row
         print(f"{task:<24} " + " ".join(f"{row[a]['final_success']:>13.0%} " for a in AGENTS))
-    summary = {"tasks": TASKS, "scale": args.scale, "seeds": SEEDS, "demos": DEMOS, "eval_episodes": EVAL_EPISODES, "wall_seconds": time.perf_counter() - start, "table": table, "runs": results}
+    summary = {
+        "tasks": TASKS,
+        "scale": args.scale,
+        "seeds": SEEDS,
+        "demos": DEMOS,
+        "eval_episodes": EVAL_EPISODES,
+        "wall_seconds": time.perf_counter() - start,
+        "table": table,
+        "runs": results,
+    }
     (out / "learning.json").write_text(json.dumps(summary, indent=2))
     plot(results, out / "learning.png")
     print(f"\nwrote {out / 'learning.json'} and {out / 'learning.png'} ({summary['wall_seconds'] / 60:.1f} min)")

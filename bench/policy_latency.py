@@ -38,7 +38,12 @@ def synthetic_meta(name: str, settings: dict) -> dict:
         "obs_shapes": {"state": [39]},
         "observation_spec": {"state": {"shape": [39], "dtype": "float64"}},
         "action_dim": 4,
-        "action": {"low": [-1.0] * 4, "high": [1.0] * 4, "names": ["hand_dx", "hand_dy", "hand_dz", "gripper"], "units": "normalised"},
+        "action": {
+            "low": [-1.0] * 4,
+            "high": [1.0] * 4,
+            "names": ["hand_dx", "hand_dy", "hand_dz", "gripper"],
+            "units": "normalised",
+        },
         "agent": {"name": name, **settings},
         "env": {},
         "path": "(benchmark: untrained)",
@@ -56,7 +61,12 @@ def time_steps(policy, steps: int, rng: np.random.Generator) -> dict:
         if i >= 50:  # warm-up
             times.append(time.perf_counter() - t)
     ms = np.array(times) * 1e3
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max()), "mean_ms": float(ms.mean())}
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "max_ms": float(ms.max()),
+        "mean_ms": float(ms.mean()),
+    }
 
 
 def main() -> None:
@@ -81,15 +91,39 @@ def main() -> None:
                     "eager torch": SequencePolicy(lambda o, a=agent: a.act(o), shape["seq_len"]),
                 }
                 for runtime, policy in runtimes.items():
-                    r = {"agent": name, "size": size, "hidden": hidden, "runtime": runtime, **time_steps(policy, args.steps, rng)}
+                    r = {
+                        "agent": name,
+                        "size": size,
+                        "hidden": hidden,
+                        "runtime": runtime,
+                        **time_steps(policy, args.steps, rng),
+                    }
                     results.append(r)
-                    print(f"{name:<7} {size:<6} {runtime:<12} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} {r['max_ms']:8.3f}", flush=True)
-    target = next(r for r in results if r["agent"] == "cqn_as" and r["size"] == "small" and r["runtime"] == "onnxruntime")
+                    print(
+                        f"{name:<7} {size:<6} {runtime:<12} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} {r['max_ms']:8.3f}",
+                        flush=True,
+                    )
+    target = next(
+        r for r in results if r["agent"] == "cqn_as" and r["size"] == "small" and r["runtime"] == "onnxruntime"
+    )
     verdict = "meets" if target["p99_ms"] < TARGET_P99_MS else "MISSES"
-    print(f"\nsmall cqn_as bundle, ONNX Runtime: p99 {target['p99_ms']:.3f} ms ({verdict} the {TARGET_P99_MS} ms target)")
+    print(
+        f"\nsmall cqn_as bundle, ONNX Runtime: p99 {target['p99_ms']:.3f} ms ({verdict} the {TARGET_P99_MS} ms target)"
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": platform.platform(), "threads": 1, "steps": args.steps, "target_p99_ms": TARGET_P99_MS, "results": results}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "machine": platform.platform(),
+                "threads": 1,
+                "steps": args.steps,
+                "target_p99_ms": TARGET_P99_MS,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {out}")
 
 

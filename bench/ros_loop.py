@@ -42,14 +42,25 @@ def small_bundle(directory: Path) -> Path:
     from robo_q.export import export_agent
 
     settings = {"seq_len": 4, "gru": True, "hidden": 128}
-    export_agent(make_agent("cqn_as", settings, {"state": (39,)}, 4, "cpu"), synthetic_meta("cqn_as", settings), directory / "bundle")
+    export_agent(
+        make_agent("cqn_as", settings, {"state": (39,)}, 4, "cpu"),
+        synthetic_meta("cqn_as", settings),
+        directory / "bundle",
+    )
     return directory / "bundle"
 
 
-def run_phase(bundle: Path, rate: int, trigger: str, seconds: float, domain: int, params: Path) -> tuple[list[float], list[float]]:
+def run_phase(
+    bundle: Path, rate: int, trigger: str, seconds: float, domain: int, params: Path
+) -> tuple[list[float], list[float]]:
     """(command arrival times, observation->command latencies) for one node configuration."""
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-    node_proc = subprocess.Popen([sys.executable, "-m", "robo_q.cli", "deploy", f"bundle={bundle}", f"params={params}", f"trigger={trigger}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    node_proc = subprocess.Popen(
+        [sys.executable, "-m", "robo_q.cli", "deploy", f"bundle={bundle}", f"params={params}", f"trigger={trigger}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     node = rclpy.create_node("bench_robot", context=context)
@@ -95,10 +106,16 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(args.bundle) if args.bundle else small_bundle(Path(tmp))
-        print(f"{'rate Hz':>7} {'achieved Hz':>11} {'period p50 ms':>13} {'period p99 ms':>13} {'latency p50 ms':>14} {'latency p99 ms':>14}")
+        print(
+            f"{'rate Hz':>7} {'achieved Hz':>11} {'period p50 ms':>13} {'period p99 ms':>13} "
+            f"{'latency p50 ms':>14} {'latency p99 ms':>14}"
+        )
         for i, rate in enumerate(RATES):
             params = Path(tmp) / f"params_{rate}.yaml"
-            params.write_text(f"robo_q_policy:\n  ros__parameters:\n    rate: {float(rate)}\n    stale_timeout: 1.0\n    max_stale_ticks: 1000\n")
+            params.write_text(
+                f"robo_q_policy:\n  ros__parameters:\n    rate: {float(rate)}\n"
+                "    stale_timeout: 1.0\n    max_stale_ticks: 1000\n"
+            )
             domain = 150 + 2 * i + os.getpid() % 20 * 6
             arrivals, _ = run_phase(bundle, rate, "timer", args.seconds, domain, params)
             _, latencies = run_phase(bundle, rate, "observation", args.seconds, domain + 1, params)
@@ -114,10 +131,23 @@ def main() -> None:
                 "commands": len(arrivals),
             }
             results.append(r)
-            print(f"{rate:7d} {r['achieved_hz']:11.1f} {r['period_p50_ms']:13.2f} {r['period_p99_ms']:13.2f} {r['latency_p50_ms']:14.2f} {r['latency_p99_ms']:14.2f}", flush=True)
+            print(
+                f"{rate:7d} {r['achieved_hz']:11.1f} {r['period_p50_ms']:13.2f} {r['period_p99_ms']:13.2f} "
+                f"{r['latency_p50_ms']:14.2f} {r['latency_p99_ms']:14.2f}",
+                flush=True,
+            )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": platform.platform(), "bundle": "small cqn_as (untrained)" if not args.bundle else str(args.bundle), "results": results}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "machine": platform.platform(),
+                "bundle": "small cqn_as (untrained)" if not args.bundle else str(args.bundle),
+                "results": results,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {out}")
 
 

@@ -1,6 +1,6 @@
 """Simulator throughput: env steps/s per adapter (state and pixels) and demo-collection episodes/s.
 
-    python bench/sim_speed.py [--steps 2000] [--out bench/results/sim_speed.json]
+python bench/sim_speed.py [--steps 2000] [--out bench/results/sim_speed.json]
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from dm_control import suite
 
+from robo_q.data.collect import collect_demos, store_for_env
 from sim import make_env  # first: sets MUJOCO_GL=egl before MuJoCo or dm_control load
 from sim.experts import make_expert
-from robo_q.collect import collect_demos, store_for_env
-from dm_control import suite  # noqa: E402
 
 CARTPOLE_XML = str(Path(suite.__file__).parent / "cartpole.xml")
 STEP_CASES = [
@@ -29,7 +29,12 @@ STEP_CASES = [
     ("metaworld/drawer-open", {"cameras": ["corner2"], "image_size": 84}),
     ("dmc/reacher-hard", {"cameras": [0], "image_size": 84}),
 ]
-COLLECT_CASES = [("metaworld/drawer-open", 10), ("metaworld/pick-place", 10), ("dmc/reacher-hard", 3), ("dmc/cartpole-swingup", 3)]
+COLLECT_CASES = [
+    ("metaworld/drawer-open", 10),
+    ("metaworld/pick-place", 10),
+    ("dmc/reacher-hard", 3),
+    ("dmc/cartpole-swingup", 3),
+]
 
 
 def env_steps_per_second(task: str, settings: dict, steps: int) -> dict:
@@ -45,14 +50,25 @@ def env_steps_per_second(task: str, settings: dict, steps: int) -> dict:
                 env.reset()
         seconds = time.perf_counter() - start
         realtime = done * env.control_dt / seconds
-    return {"task": task, "settings": settings, "steps": done, "steps_per_s": done / seconds, "sim_seconds_per_wall_second": realtime}
+    return {
+        "task": task,
+        "settings": settings,
+        "steps": done,
+        "steps_per_s": done / seconds,
+        "sim_seconds_per_wall_second": realtime,
+    }
 
 
 def collection_rate(task: str, episodes: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp, make_env(task) as env:
         store = store_for_env(env, Path(tmp) / "demos.zarr", source="expert")
         report = collect_demos(env, make_expert(env), store, episodes=episodes, progress=False)
-    return {"task": task, **report.to_dict(), "episodes_per_s": report.attempts / report.seconds, "steps_per_s": report.steps / report.seconds}
+    return {
+        "task": task,
+        **report.to_dict(),
+        "episodes_per_s": report.attempts / report.seconds,
+        "steps_per_s": report.steps / report.seconds,
+    }
 
 
 def main() -> None:
@@ -60,7 +76,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000, help="env steps per adapter (pixel cases use a quarter)")
     parser.add_argument("--out", default="bench/results/sim_speed.json")
     args = parser.parse_args()
-    results = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}", "env_steps": [], "collection": []}
+    results = {
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}",
+        "env_steps": [],
+        "collection": [],
+    }
     print(f"{'adapter':<44} {'obs':<14} {'steps/s':>9} {'x realtime':>11}")
     for task, settings in STEP_CASES:
         r = env_steps_per_second(task, settings, args.steps // 4 if settings.get("cameras") else args.steps)

@@ -32,7 +32,10 @@ def read_versioned_json(path: Path, fmt: str, version: int, error: type[Exceptio
     if doc.get("format") != fmt:
         raise error(f"{path}: not a {fmt} file")
     if int(doc.get("format_version", -1)) > version:
-        raise error(f"{path}: format version {doc['format_version']} is newer than this robo_q reads ({version}); upgrade robo_q")
+        raise error(
+            f"{path}: format version {doc['format_version']} is newer than this robo_q reads ({version}); "
+            "upgrade robo_q"
+        )
     return doc
 
 

@@ -25,7 +25,9 @@ class Policy(SequencePolicy):
     the actuators' units. ``last_q`` holds the critic's Q of the last predicted action (if any).
     """
 
-    def __init__(self, bundle: str | Path, backend: str = "onnx", threads: int = 1, max_delta: float | None = None) -> None:
+    def __init__(
+        self, bundle: str | Path, backend: str = "onnx", threads: int = 1, max_delta: float | None = None
+    ) -> None:
         self.bundle = Path(bundle)
         self.spec = read_spec(self.bundle)
         if backend not in BACKENDS:
@@ -36,11 +38,15 @@ class Policy(SequencePolicy):
         except Exception as err:  # the runtimes raise their own exception types for bad models
             raise BundleError(f"{self.bundle}: cannot load {filename} ({type(err).__name__}: {err})") from err
         seq = self.spec["sequence"]
-        super().__init__(self._predict, seq["length"], seq["execution"], seq["ensemble_gain"], self.spec.get("frame_stack", 1))
+        super().__init__(
+            self._predict, seq["length"], seq["execution"], seq["ensemble_gain"], self.spec.get("frame_stack", 1)
+        )
         dim = self.spec["action"]["dim"]
         self.safety = SafetyFilter(-np.ones(dim), np.ones(dim), max_delta)
         self.last_q: np.ndarray | None = None
-        self._inputs = {key: (o["input"], tuple(o["shape"]), np.dtype(o["dtype"])) for key, o in self.spec["observation"].items()}
+        self._inputs = {
+            key: (o["input"], tuple(o["shape"]), np.dtype(o["dtype"])) for key, o in self.spec["observation"].items()
+        }
 
     @property
     def control_dt(self) -> float:

@@ -49,7 +49,14 @@ class SequencePolicy:
     """Turns ``predict(stacked_obs) -> [K, D]`` into a per-step policy: frame stacking, then
     sequence scheduling. Training evaluation and the deployed runtime both run through this."""
 
-    def __init__(self, predict: Callable[[dict[str, np.ndarray]], np.ndarray], seq_len: int, execution: str = "ensemble", gain: float = 0.01, frame_stack: int = 1) -> None:
+    def __init__(
+        self,
+        predict: Callable[[dict[str, np.ndarray]], np.ndarray],
+        seq_len: int,
+        execution: str = "ensemble",
+        gain: float = 0.01,
+        frame_stack: int = 1,
+    ) -> None:
         self.predict = predict
         self.history = FrameHistory(frame_stack)
         self.scheduler = ActionScheduler(seq_len, execution, gain)

@@ -1,7 +1,7 @@
 """Checkpoints: safetensors weights/optimiser/replay + JSON metadata, written atomically, no pickles.
 
-    <run>/checkpoints/step_00001000/{model,optimizer,replay}.safetensors, meta.json
-    <run>/checkpoints/last -> step_00001000     (always a complete checkpoint)
+<run>/checkpoints/step_00001000/{model,optimizer,replay}.safetensors, meta.json
+<run>/checkpoints/last -> step_00001000     (always a complete checkpoint)
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file, save_file
 
 from policies.bundle import read_versioned_json
+from robo_q.agents import Agent, make_agent
+from robo_q.device import resolve_device
 
 FORMAT = "robo_q.checkpoint"
 FORMAT_VERSION = 1
@@ -41,12 +43,18 @@ def save_checkpoint(root: Path, step: int, agent, meta: dict[str, Any], buffers:
     tmp = root / f"{final.name}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    weights = {f"{name}.{k}": v.detach().cpu().contiguous() for name, module in agent.modules().items() for k, v in module.state_dict().items()}
+    weights = {
+        f"{name}.{k}": v.detach().cpu().contiguous()
+        for name, module in agent.modules().items()
+        for k, v in module.state_dict().items()
+    }
     weights["rng.torch"] = torch.get_rng_state()
     save_file(weights, tmp / "model.safetensors")
     opt_tensors, opt_meta = _optimizer_tensors(agent.optimizer)
     save_file(opt_tensors, tmp / "optimizer.safetensors")
-    arrays = {f"{name}.{k}": np.ascontiguousarray(v) for name, buf in buffers.items() for k, v in buf.state_dict().items()}
+    arrays = {
+        f"{name}.{k}": np.ascontiguousarray(v) for name, buf in buffers.items() for k, v in buf.state_dict().items()
+    }
     save_numpy(arrays, tmp / "replay.safetensors")
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "step": step, "optimizer": opt_meta, **meta}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
@@ -74,6 +82,7 @@ def read_meta(path: str | Path) -> dict[str, Any]:
 
 def check_compatible(meta: dict[str, Any], expected: dict[str, Any]) -> None:
     """Fail naming every setting where the checkpoint differs from the config it is loaded into."""
+
     def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         out = {}
         for k, v in d.items():
@@ -81,7 +90,11 @@ def check_compatible(meta: dict[str, Any], expected: dict[str, Any]) -> None:
         return out
 
     theirs, ours = flat({k: meta.get(k) for k in expected}), flat(expected)
-    diffs = [f"{k}: checkpoint {theirs.get(k)!r} vs config {ours.get(k)!r}" for k in sorted(set(theirs) | set(ours)) if theirs.get(k) != ours.get(k)]
+    diffs = [
+        f"{k}: checkpoint {theirs.get(k)!r} vs config {ours.get(k)!r}"
+        for k in sorted(set(theirs) | set(ours))
+        if theirs.get(k) != ours.get(k)
+    ]
     if diffs:
         raise CheckpointError(f"checkpoint {meta.get('path')} does not match the config:\n  " + "\n  ".join(diffs))
 
@@ -96,7 +109,10 @@ def load_weights(path: str | Path, agent, with_optimizer: bool = False) -> None:
         if with_optimizer:
             meta = read_meta(path)["optimizer"]
             tensors = load_file(path / "optimizer.safetensors", device=str(agent.device))
-            state = {pid: {k.split(".", 1)[1]: v for k, v in tensors.items() if k.split(".", 1)[0] == str(pid)} for pid in meta["param_ids"]}
+            state = {
+                pid: {k.split(".", 1)[1]: v for k, v in tensors.items() if k.split(".", 1)[0] == str(pid)}
+                for pid in meta["param_ids"]
+            }
             agent.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
             torch.set_rng_state(weights["rng.torch"].cpu())
     except (RuntimeError, ValueError, KeyError, OSError) as err:
@@ -108,3 +124,16 @@ def load_buffers(path: str | Path, buffers: dict[str, Any]) -> None:
     arrays = load_numpy(path / "replay.safetensors")
     for name, buf in buffers.items():
         buf.load_state_dict({k[len(name) + 1 :]: v for k, v in arrays.items() if k.startswith(f"{name}.")})
+
+
+def load_agent(checkpoint: str | Path, device: str = "auto") -> tuple[Agent, dict[str, Any]]:
+    """The agent stored in a checkpoint (built from its own metadata, uncompiled) and that metadata."""
+    meta = read_meta(checkpoint)
+    shapes = {k: tuple(v) for k, v in meta["obs_shapes"].items()}
+    try:
+        settings = {**meta["agent"], "compile": False}
+        agent = make_agent(meta["agent"]["name"], settings, shapes, meta["action_dim"], resolve_device(device))
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(f"{meta['path']}: incomplete metadata ({err})") from err
+    load_weights(meta["path"], agent)
+    return agent, meta

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
+from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from robo_q.allocator import configure_cpu_allocator
@@ -26,47 +26,138 @@ class Command:
 
 
 COMMANDS = [
-    Command("pipeline", "pipeline", "robo_q.commands.pipeline:pipeline", "the main job: expert demos -> replay checks", "roboq pipeline task=metaworld/drawer-open episodes=20"),
-    Command("demos collect", "demos/collect", "robo_q.commands.demos:collect", "collect scripted-expert demos into a zarr store", "roboq demos collect task=metaworld/drawer-open episodes=20 out=demos/drawer-open.zarr"),
-    Command("demos info", "demos/info", "robo_q.commands.demos:info", "describe an episode store", "roboq demos info path=demos/drawer-open.zarr"),
-    Command("demos replay", "demos/replay", "robo_q.commands.demos:replay", "replay a store in its simulator (mode=actions|states)", "roboq demos replay path=demos/drawer-open.zarr mode=actions video=true"),
-    Command("train", "train", "robo_q.commands.train:train", "train a CQN / CQN-AS / BC policy from demonstrations", "roboq train task=metaworld/drawer-open agent=cqn_as demos.path=demos/drawer-open.zarr"),
-    Command("eval", "eval", "robo_q.commands.train:eval_policy", "evaluate a checkpoint or an exported bundle on fixed seeds", "roboq eval checkpoint=outputs/<run>/checkpoints/last episodes=50 video=true"),
-    Command("export", "export", "robo_q.commands.train:export", "export a checkpoint as a deployable policy bundle", "roboq export checkpoint=outputs/<run>/checkpoints/last out=bundles/drawer-open"),
-    Command("sim-bridge", "sim_bridge", "robo_q.commands.ros:sim_bridge", "run a sim task as a ROS 2 robot", "roboq sim-bridge task=metaworld/drawer-open mode=realtime"),
-    Command("deploy", "deploy", "robo_q.commands.ros:deploy", "run a bundle as a ROS 2 lifecycle policy node", "roboq deploy bundle=bundles/drawer-open params=configs/deploy/sim.yaml"),
-    Command("record", "record", "robo_q.commands.ros:record", "record ROS 2 topics to MCAP (and zarr episodes with task=)", "roboq record out=logs/session1 task=metaworld/drawer-open"),
-    Command("logs replay", "logs/replay", "robo_q.commands.ros:logs_replay", "re-run a logged session's observations through a bundle", "roboq logs replay path=logs/session1 bundle=bundles/drawer-open"),
-    Command("tasks", "tasks", "robo_q.commands.tasks:tasks", "list the task names (family=metaworld|dmc)", "roboq tasks family=dmc"),
+    Command(
+        "pipeline",
+        "pipeline",
+        "robo_q.commands.pipeline:pipeline",
+        "the main job: expert demos -> replay checks -> train -> evaluate -> export -> ROS 2 closed loop",
+        "roboq pipeline task=metaworld/drawer-open episodes=20",
+    ),
+    Command(
+        "demos collect",
+        "demos/collect",
+        "robo_q.commands.demos:collect",
+        "collect scripted-expert demos into a zarr store",
+        "roboq demos collect task=metaworld/drawer-open episodes=20 out=demos/drawer-open.zarr",
+    ),
+    Command(
+        "demos info",
+        "demos/info",
+        "robo_q.commands.demos:info",
+        "describe an episode store",
+        "roboq demos info path=demos/drawer-open.zarr",
+    ),
+    Command(
+        "demos replay",
+        "demos/replay",
+        "robo_q.commands.demos:replay",
+        "replay a store in its simulator (mode=actions|states)",
+        "roboq demos replay path=demos/drawer-open.zarr mode=actions video=true",
+    ),
+    Command(
+        "train",
+        "train",
+        "robo_q.commands.train:train",
+        "train a CQN / CQN-AS / BC policy from demonstrations",
+        "roboq train task=metaworld/drawer-open agent=cqn_as demos.path=demos/drawer-open.zarr",
+    ),
+    Command(
+        "eval",
+        "eval",
+        "robo_q.commands.evaluate:eval_policy",
+        "evaluate a checkpoint or an exported bundle on fixed seeds",
+        "roboq eval checkpoint=outputs/<run>/checkpoints/last episodes=50 video=true",
+    ),
+    Command(
+        "export",
+        "export",
+        "robo_q.commands.export:export",
+        "export a checkpoint as a deployable policy bundle",
+        "roboq export checkpoint=outputs/<run>/checkpoints/last out=bundles/drawer-open",
+    ),
+    Command(
+        "sim-bridge",
+        "sim_bridge",
+        "robo_q.commands.ros:sim_bridge",
+        "run a sim task as a ROS 2 robot",
+        "roboq sim-bridge task=metaworld/drawer-open mode=realtime",
+    ),
+    Command(
+        "deploy",
+        "deploy",
+        "robo_q.commands.ros:deploy",
+        "run a bundle as a ROS 2 lifecycle policy node",
+        "roboq deploy bundle=bundles/drawer-open params=configs/deploy/sim.yaml",
+    ),
+    Command(
+        "record",
+        "record",
+        "robo_q.commands.ros:record",
+        "record ROS 2 topics to MCAP (and zarr episodes with task=)",
+        "roboq record out=logs/session1 task=metaworld/drawer-open",
+    ),
+    Command(
+        "logs replay",
+        "logs/replay",
+        "robo_q.commands.ros:logs_replay",
+        "re-run a logged session's observations through a bundle",
+        "roboq logs replay path=logs/session1 bundle=bundles/drawer-open",
+    ),
+    Command(
+        "tasks",
+        "tasks",
+        "robo_q.commands.tasks:tasks",
+        "list the task names (family=metaworld|dmc)",
+        "roboq tasks family=dmc",
+    ),
 ]
 
 
 def config_dir() -> Path:
-    """configs/ of this checkout (or ``ROBOQ_CONFIG_DIR``)."""
-    return Path(os.environ.get("ROBOQ_CONFIG_DIR", Path(__file__).resolve().parents[1] / "configs"))
+    """The hydra configs: ``ROBOQ_CONFIG_DIR``, else those installed with the package (``robo_q/configs``)."""
+    return Path(os.environ.get("ROBOQ_CONFIG_DIR", Path(__file__).resolve().parent / "configs"))
 
 
-def compose_config(name: str, overrides: list[str]) -> OmegaConf:
+def compose_config(name: str, overrides: list[str]) -> DictConfig:
+    """The command's config from configs/ with hydra overrides (a resumed run: from its own config)."""
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose(config_name=name, overrides=overrides)
+        cfg = compose(config_name=name, overrides=overrides)
+    if name == "train" and cfg.get("resume"):
+        from robo_q.training.settings import resumed_config
+
+        cfg = resumed_config(cfg, overrides)
+    return cfg
 
 
 def _usage(prefix: str = "") -> str:
     lines = ["usage: roboq <command> [<subcommand>] key=value ... [--help]", "", "commands:"]
     width = max(len(c.name) for c in COMMANDS)
     lines += [f"  {c.name:<{width}}  {c.summary}" for c in COMMANDS if c.name.startswith(prefix)]
-    lines += ["", "Values use hydra's override grammar (key=value, nested.key=value, list=[a,b]).", "`roboq <command> --help` shows a command's settings and defaults."]
+    lines += [
+        "",
+        "Values use hydra's override grammar (key=value, nested.key=value, list=[a,b]).",
+        "`roboq <command> --help` shows a command's settings and defaults.",
+    ]
     return "\n".join(lines)
 
 
 def _command_help(cmd: Command) -> str:
     compose_config(cmd.config, [])  # a broken config fails here, not halfway through a run
     text = (config_dir() / f"{cmd.config}.yaml").read_text()
-    parts = [f"roboq {cmd.name}: {cmd.summary}", f"example:\n  {cmd.example}", f"settings (configs/{cmd.config}.yaml):\n{text}"]
+    parts = [
+        f"roboq {cmd.name}: {cmd.summary}",
+        f"example:\n  {cmd.example}",
+        f"settings (configs/{cmd.config}.yaml):\n{text}",
+    ]
     if "/agent:" in text:
-        parts.append(f"agent.* settings (configs/agent/<name>.yaml; cqn shown):\n{(config_dir() / 'agent' / 'cqn.yaml').read_text()}")
+        parts.append(
+            "agent.* settings (configs/agent/<name>.yaml; cqn shown):\n"
+            + (config_dir() / "agent" / "cqn.yaml").read_text()
+        )
     if "/env: default" in text:
-        parts.append(f"env.* settings (configs/env/default.yaml):\n{(config_dir() / 'env' / 'default.yaml').read_text()}")
+        parts.append(
+            f"env.* settings (configs/env/default.yaml):\n{(config_dir() / 'env' / 'default.yaml').read_text()}"
+        )
     return "\n\n".join(parts)
 
 
@@ -89,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"roboq: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     configure_cpu_allocator()  # before torch loads: reused, huge-page backed CPU memory
-    from robo_q.checkpoint import CheckpointError  # imported here: keeps `roboq --help` fast
     from policies import BundleError
+    from robo_q.checkpoint import CheckpointError  # imported here: keeps `roboq --help` fast
     from robo_q.data import StoreError
 
     try:
@@ -102,7 +193,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(getattr(importlib.import_module(module), function)(cfg) or 0)
     except (HydraException, OmegaConfBaseException) as err:
         print(f"roboq {cmd.name}: bad settings: {err}\n(see `roboq {cmd.name} --help`)", file=sys.stderr)
-    except (StoreError, CheckpointError, BundleError, FileExistsError, FileNotFoundError, ValueError) as err:  # sim.TaskError is a ValueError: bad input, not a bug
+    except (
+        StoreError,
+        CheckpointError,
+        BundleError,
+        FileExistsError,
+        FileNotFoundError,
+        ValueError,
+    ) as err:  # sim.TaskError is a ValueError: bad input, not a bug
         print(f"roboq {cmd.name}: error: {err}", file=sys.stderr)
     except KeyboardInterrupt:
         print(f"roboq {cmd.name}: interrupted", file=sys.stderr)

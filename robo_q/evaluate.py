@@ -15,16 +15,31 @@ from sim import MujocoEnv
 EVAL_SEED_BASE = 1_000_000  # evaluation seeds never collide with demo or training seeds
 
 
-def evaluate(policy: SequencePolicy, env: MujocoEnv, episodes: int, *, seed: int = EVAL_SEED_BASE, video_dir: Path | None = None, video_episodes: int = 0) -> dict[str, Any]:
+def evaluate(
+    policy: SequencePolicy,
+    env: MujocoEnv,
+    episodes: int,
+    *,
+    seed: int = EVAL_SEED_BASE,
+    video_dir: Path | None = None,
+    video_episodes: int = 0,
+) -> dict[str, Any]:
     """Run ``episodes`` greedy episodes on seeds ``seed, seed+1, ...``; per-episode and aggregate results."""
     per_episode = []
     for i in range(episodes):
         policy.reset()
         record = video_dir is not None and i < video_episodes
         result = rollout(env, policy.act, seed=seed + i, video=record)
-        info = {"seed": result.seed, "success": result.success, "return": result.episode_return, "length": result.length}
+        info = {
+            "seed": result.seed,
+            "success": result.success,
+            "return": result.episode_return,
+            "length": result.length,
+        }
         if record:
-            info["video"] = str(write_mp4(video_dir / f"eval_{i:03d}_seed{result.seed}.mp4", result.frames, 1.0 / env.control_dt))
+            info["video"] = str(
+                write_mp4(video_dir / f"eval_{i:03d}_seed{result.seed}.mp4", result.frames, 1.0 / env.control_dt)
+            )
         per_episode.append(info)
     return {
         "episodes": episodes,

@@ -1,10 +1,10 @@
 """Export a checkpoint as a self-contained, versioned policy bundle (read by ``policies/``).
 
-    <bundle>/policy.onnx   greedy coarse-to-fine policy, every level inside one graph:
-                           observations -> actions [1, K, D] (and q [1, K, D] for critics)
-    <bundle>/policy.pt     the same graph as TorchScript
-    <bundle>/policy.json   observation and action specs, sequence execution, control period,
-                           task and training provenance, file checksums
+<bundle>/policy.onnx   greedy coarse-to-fine policy, every level inside one graph:
+                       observations -> actions [1, K, D] (and q [1, K, D] for critics)
+<bundle>/policy.pt     the same graph as TorchScript
+<bundle>/policy.json   observation and action specs, sequence execution, control period,
+                       task and training provenance, file checksums
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import torch
 from torch import Tensor, nn
 
 import robo_q
-from robo_q.train import load_agent
 from policies.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, input_name
+from robo_q.checkpoint import load_agent
 
 
 class ExportedPolicy(nn.Module):
@@ -36,7 +36,7 @@ class ExportedPolicy(nn.Module):
         self.agent, self.keys = agent, keys
 
     def forward(self, *obs: Tensor) -> tuple[Tensor, ...]:
-        action, q = self.agent.policy(dict(zip(self.keys, obs)))
+        action, q = self.agent.policy(dict(zip(self.keys, obs, strict=True)))
         return (action,) if q is None else (action, q)
 
 
@@ -59,7 +59,10 @@ def export_agent(agent, meta: dict[str, Any], out: Path) -> dict[str, Any]:
         module.eval()
     keys = sorted(meta["obs_shapes"])
     module = ExportedPolicy(agent, keys).eval()
-    example = tuple(torch.zeros(1, *meta["obs_shapes"][k], dtype=torch.uint8 if k.startswith("images.") else torch.float32) for k in keys)
+    example = tuple(
+        torch.zeros(1, *meta["obs_shapes"][k], dtype=torch.uint8 if k.startswith("images.") else torch.float32)
+        for k in keys
+    )
     with torch.no_grad():
         outputs = module(*example)
     output_names = ["actions", "q"][: len(outputs)]
@@ -70,7 +73,16 @@ def export_agent(agent, meta: dict[str, Any], out: Path) -> dict[str, Any]:
         logging.getLogger(name).setLevel(logging.ERROR)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # exporter chatter (deprecations, shape notes)
-        torch.onnx.export(module, example, tmp / "policy.onnx", input_names=[input_name(k) for k in keys], output_names=output_names, dynamo=True, external_data=False, verbose=False)
+        torch.onnx.export(
+            module,
+            example,
+            tmp / "policy.onnx",
+            input_names=[input_name(k) for k in keys],
+            output_names=output_names,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
         torch.jit.trace(module, example, check_trace=False).save(str(tmp / "policy.pt"))
     agent_cfg = meta["agent"]
     spec = {
@@ -90,8 +102,12 @@ def export_agent(agent, meta: dict[str, Any], out: Path) -> dict[str, Any]:
         },
         "frame_stack": agent_cfg.get("frame_stack", 1),
         "action": {"dim": meta["action_dim"], "normalised_bounds": [-1.0, 1.0], **meta["action"]},
-        "sequence": {"length": agent_cfg["seq_len"], "execution": agent_cfg.get("execution", "ensemble"), "ensemble_gain": agent_cfg.get("ensemble_gain", 0.01)},
-        "outputs": {name: list(o.shape) for name, o in zip(output_names, outputs)},
+        "sequence": {
+            "length": agent_cfg["seq_len"],
+            "execution": agent_cfg.get("execution", "ensemble"),
+            "ensemble_gain": agent_cfg.get("ensemble_gain", 0.01),
+        },
+        "outputs": {name: list(o.shape) for name, o in zip(output_names, outputs, strict=True)},
         "provenance": {
             "agent": agent_cfg["name"],
             "agent_settings": agent_cfg,
@@ -101,7 +117,7 @@ def export_agent(agent, meta: dict[str, Any], out: Path) -> dict[str, Any]:
             "env_settings": meta["env"],
             "robo_q_version": robo_q.__version__,
             "torch_version": torch.__version__,
-            "exported": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "exported": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         },
         "files": {name: sha256(tmp / name) for name in ("policy.onnx", "policy.pt")},
     }

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from robo_q.data.recorder import EpisodeRecorder
+from robo_q.data.episode_builder import EpisodeBuilder
 from sim.base import MujocoEnv, Obs
 
 VIDEO_SIZE = 256
@@ -30,7 +30,7 @@ def rollout(
     seed: int,
     initial_state: np.ndarray | None = None,
     max_steps: int | None = None,
-    recorder: EpisodeRecorder | None = None,
+    recorder: EpisodeBuilder | None = None,
     video_camera: str | int | None = None,
     video: bool = False,
 ) -> RolloutResult:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -30,3 +32,18 @@ def make_run_dir(kind: str, name: str, out: str | None = None, root: str = "outp
 
 def save_config(cfg: DictConfig, run_dir: Path) -> None:
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+
+class CSVLog:
+    """Rows appended to a CSV file in the run directory, flushed per row (a killed run keeps them)."""
+
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        new = not path.exists()
+        self._file = path.open("a", newline="")
+        self._writer = csv.DictWriter(self._file, columns, extrasaction="ignore")
+        if new:
+            self._writer.writeheader()
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._writer.writerow(row)
+        self._file.flush()

@@ -26,7 +26,15 @@ def _vector(msg) -> np.ndarray:
     return np.asarray(msg.data, np.float64)
 
 
-def replay_log(path: str | Path, bundle: str | Path, *, backend: str = "onnx", observation_topic: str = io.STATE_OBSERVATION, command_topic: str = io.COMMANDS, episode_topic: str = io.EPISODE_START) -> dict[str, Any]:
+def replay_log(
+    path: str | Path,
+    bundle: str | Path,
+    *,
+    backend: str = "onnx",
+    observation_topic: str = io.STATE_OBSERVATION,
+    command_topic: str = io.COMMANDS,
+    episode_topic: str = io.EPISODE_START,
+) -> dict[str, Any]:
     path = Path(path)
     bag = path / "log" if (path / "log").is_dir() else path
     if not bag.exists():
@@ -68,7 +76,9 @@ def replay_log(path: str | Path, bundle: str | Path, *, backend: str = "onnx", o
     }
 
 
-def replay_commands(path: str | Path, *, command_topic: str = io.COMMANDS, episode_topic: str = io.EPISODE_START, timeout: float = 120.0) -> dict[str, Any]:
+def replay_commands(
+    path: str | Path, *, command_topic: str = io.COMMANDS, episode_topic: str = io.EPISODE_START, timeout: float = 120.0
+) -> dict[str, Any]:
     """Send a log's commands into a running `roboq sim-bridge`, episode by episode: reset to each
     logged episode's seed, then one logged command per new observation (lockstep pacing).
     Returns the bridge's episode results for the replayed episodes."""
@@ -98,8 +108,15 @@ def replay_commands(path: str | Path, *, command_topic: str = io.COMMANDS, episo
     command_pub = node.create_publisher(Float64MultiArray, command_topic, io.COMMAND_QOS)
     reset_pub = node.create_publisher(Int64, io.RESET, io.EVENT_QOS)
     observations, results = [0], []
-    node.create_subscription(Float64MultiArray, io.STATE_OBSERVATION, lambda _: observations.__setitem__(0, observations[0] + 1), io.COMMAND_QOS)
-    node.create_subscription(Float64MultiArray, io.EPISODE_RESULT, lambda m: results.append([float(x) for x in m.data]), io.EVENT_QOS)
+    node.create_subscription(
+        Float64MultiArray,
+        io.STATE_OBSERVATION,
+        lambda _: observations.__setitem__(0, observations[0] + 1),
+        io.COMMAND_QOS,
+    )
+    node.create_subscription(
+        Float64MultiArray, io.EPISODE_RESULT, lambda m: results.append([float(x) for x in m.data]), io.EVENT_QOS
+    )
 
     def wait(condition) -> None:
         end = time.monotonic() + timeout
@@ -120,9 +137,13 @@ def replay_commands(path: str | Path, *, command_topic: str = io.COMMANDS, episo
                 seen = observations[0]
                 command_pub.publish(io.float_array(command))
                 wait(lambda s=seen: observations[0] > s)
-            wait(lambda n=len(results): any(int(r[0]) == seed for r in results[:n] + results[n:]))
+            wait(lambda s=seed: any(int(r[0]) == s for r in results))
     finally:
         executor.shutdown()
         node.destroy_node()
-    replayed = [{"seed": int(r[0]), "success": bool(r[1]), "length": int(r[2])} for r in results if int(r[0]) in {s for s, _ in episodes}]
+    replayed = [
+        {"seed": int(r[0]), "success": bool(r[1]), "length": int(r[2])}
+        for r in results
+        if int(r[0]) in {s for s, _ in episodes}
+    ]
     return {"log": str(bag), "episodes": replayed, "commands_sent": sum(len(c) for _, c in episodes)}

@@ -82,8 +82,20 @@ class PolicyNode(LifecycleNode):
             kind = self.param(f"observation.{key}.type", "float64_multi_array")
             if kind not in io.MESSAGE_TYPES:
                 raise ValueError(f"observation.{key}.type must be one of {list(io.MESSAGE_TYPES)}, got {kind!r}")
-            topic = self.param(f"observation.{key}.topic", io.STATE_OBSERVATION if key == "state" else f"/observation/{key}")
-            sources.append({"key": key, "topic": topic, "type": kind, "joints": self.param(f"observation.{key}.joints"), "fields": self.param(f"observation.{key}.fields"), "value": None, "stamp": 0.0})
+            topic = self.param(
+                f"observation.{key}.topic", io.STATE_OBSERVATION if key == "state" else f"/observation/{key}"
+            )
+            sources.append(
+                {
+                    "key": key,
+                    "topic": topic,
+                    "type": kind,
+                    "joints": self.param(f"observation.{key}.joints"),
+                    "fields": self.param(f"observation.{key}.fields"),
+                    "value": None,
+                    "stamp": 0.0,
+                }
+            )
         missing = set(self.policy.observation_spec) - {s["key"] for s in sources}
         if missing:
             raise ValueError(f"no topic mapping for observation keys {sorted(missing)} the bundle needs")
@@ -101,18 +113,30 @@ class PolicyNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.period = 1.0 / self.param("rate") if self.param("rate") else self.policy.control_dt
         trajectory = self.param("command_type") == "joint_trajectory"
-        self.pub_command = self.create_publisher(JointTrajectory if trajectory else Float64MultiArray, self.param("command_topic"), io.COMMAND_QOS)
+        self.pub_command = self.create_publisher(
+            JointTrajectory if trajectory else Float64MultiArray, self.param("command_topic"), io.COMMAND_QOS
+        )
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", io.EVENT_QOS)
-        self.subs = [self.create_subscription(io.MESSAGE_TYPES[s["type"]], s["topic"], self._receiver(s), io.STATE_QOS) for s in self.sources]
+        self.subs = [
+            self.create_subscription(io.MESSAGE_TYPES[s["type"]], s["topic"], self._receiver(s), io.STATE_QOS)
+            for s in self.sources
+        ]
         self.subs.append(self.create_subscription(Bool, self.param("estop_topic"), self._on_estop, io.LATCHED_QOS))
         if self.param("episode_topic"):
-            self.subs.append(self.create_subscription(Int64, self.param("episode_topic"), lambda _: self.policy.reset(), io.EVENT_QOS))
+            self.subs.append(
+                self.create_subscription(
+                    Int64, self.param("episode_topic"), lambda _: self.policy.reset(), io.EVENT_QOS
+                )
+            )
         self.diag_timer = self.create_timer(self.param("diagnostics_period"), self._publish_diagnostics)
         # Created once and cancelled/reset: destroying a timer from a callback races the executor.
         self._timer = self.create_timer(self.period, self.tick) if self.param("trigger") == "timer" else None
         if self._timer is not None:
             self._timer.cancel()
-        self.get_logger().info(f"configured: {self.param('bundle')} ({self.policy.spec['task']}), {1 / self.period:.1f} Hz, commands on {self.param('command_topic')}")
+        self.get_logger().info(
+            f"configured: {self.param('bundle')} ({self.policy.spec['task']}), {1 / self.period:.1f} Hz, "
+            f"commands on {self.param('command_topic')}"
+        )
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -246,16 +270,27 @@ class PolicyNode(LifecycleNode):
         if self.param("command_type") == "joint_trajectory":
             names = [n for n in self.param("joint_names") if n] or list(self.policy.spec["action"]["names"])
             period = Duration(sec=int(2 * self.period), nanosec=int((2 * self.period % 1) * 1e9))
-            self.pub_command.publish(JointTrajectory(joint_names=names, points=[JointTrajectoryPoint(positions=native.tolist(), time_from_start=period)]))
+            self.pub_command.publish(
+                JointTrajectory(
+                    joint_names=names, points=[JointTrajectoryPoint(positions=native.tolist(), time_from_start=period)]
+                )
+            )
         else:
             self.pub_command.publish(io.float_array(native))
 
     def _publish_diagnostics(self) -> None:
-        ms = {k: f"{self.stats.get(k, float('nan')) * 1e3:.3f}" for k in ("loop_period", "inference", "observation_age")}
+        ms = {
+            k: f"{self.stats.get(k, float('nan')) * 1e3:.3f}" for k in ("loop_period", "inference", "observation_age")
+        }
         values = [KeyValue(key=f"{k}_ms", value=v) for k, v in ms.items()]
         values += [KeyValue(key=k, value=str(self.stats.get(k, ""))) for k in ("q", "stale_ticks", "rejected", "ticks")]
         level = DiagnosticStatus.ERROR if self.estop else DiagnosticStatus.OK if self._active else DiagnosticStatus.WARN
-        status = DiagnosticStatus(level=level, name=self.get_name(), message="e-stop" if self.estop else "active" if self._active else "inactive", values=values)
+        status = DiagnosticStatus(
+            level=level,
+            name=self.get_name(),
+            message="e-stop" if self.estop else "active" if self._active else "inactive",
+            values=values,
+        )
         diag = DiagnosticArray(status=[status])
         diag.header.stamp = self.get_clock().now().to_msg()
         self.pub_diag.publish(diag)

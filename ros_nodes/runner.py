@@ -30,7 +30,9 @@ def init(ros_args: list[str] | None = None) -> None:
     final hold; Ctrl-C and SIGTERM instead ask ``spin`` to return after the current callback.
     """
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    rclpy.init(args=["roboq", "--ros-args", *ros_args] if ros_args else None, signal_handler_options=SignalHandlerOptions.NO)
+    rclpy.init(
+        args=["roboq", "--ros-args", *ros_args] if ros_args else None, signal_handler_options=SignalHandlerOptions.NO
+    )
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _request_stop)
 

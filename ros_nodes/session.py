@@ -13,17 +13,25 @@ from typing import Any
 
 
 def _roboq(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "robo_q.cli", *args], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "robo_q.cli", *args], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
+    )
 
 
-def run_closed_loop(bundle: str | Path, task: str, episodes: int, out_dir: Path, *, seed: int = 1_000_000, timeout: float = 600.0) -> dict[str, Any]:
+def run_closed_loop(
+    bundle: str | Path, task: str, episodes: int, out_dir: Path, *, seed: int = 1_000_000, timeout: float = 600.0
+) -> dict[str, Any]:
     """Run ``episodes`` lockstep episodes of ``task`` with the bundle's policy node over ROS 2
     (its own ROS domain, loopback only); returns the bridge's per-episode results."""
     out_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "ROS_DOMAIN_ID": str(random.randint(100, 200)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     results = out_dir / "ros_results.json"
     policy = _roboq(["deploy", f"bundle={bundle}", "trigger=observation"], env, out_dir / "policy_node.log")
-    bridge = _roboq(["sim-bridge", f"task={task}", "mode=lockstep", f"episodes={episodes}", f"seed={seed}", f"results={results}"], env, out_dir / "sim_bridge.log")
+    bridge = _roboq(
+        ["sim-bridge", f"task={task}", "mode=lockstep", f"episodes={episodes}", f"seed={seed}", f"results={results}"],
+        env,
+        out_dir / "sim_bridge.log",
+    )
     try:
         bridge.wait(timeout=timeout)
     finally:

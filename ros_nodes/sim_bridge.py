@@ -34,7 +34,17 @@ RESTART_GAP_S = 0.1  # between an episode's result and the next episode's start
 
 
 class SimBridge(Node):
-    def __init__(self, task: str, env_settings: dict[str, Any], *, mode: str = "realtime", rate: float | None = None, seed: int = 1_000_000, episodes: int | None = None, results: str | None = None) -> None:
+    def __init__(
+        self,
+        task: str,
+        env_settings: dict[str, Any],
+        *,
+        mode: str = "realtime",
+        rate: float | None = None,
+        seed: int = 1_000_000,
+        episodes: int | None = None,
+        results: str | None = None,
+    ) -> None:
         super().__init__("robo_q_sim_bridge")
         if mode not in ("realtime", "lockstep"):
             raise ValueError(f"mode must be realtime or lockstep, got {mode!r}")
@@ -42,7 +52,9 @@ class SimBridge(Node):
         self.mode, self.episodes, self.results_path = mode, episodes, results
         self.period = 1.0 / rate if rate else self.env.control_dt
         m = self.env.model
-        joints = [j for j in range(m.njnt) if m.jnt_type[j] in (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE)]
+        joints = [
+            j for j in range(m.njnt) if m.jnt_type[j] in (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE)
+        ]
         self.joint_names = [m.joint(j).name or f"joint_{j}" for j in joints]
         self._qpos, self._qvel = m.jnt_qposadr[joints], m.jnt_dofadr[joints]
         self.pub_joints = self.create_publisher(JointState, io.JOINT_STATES, io.COMMAND_QOS)
@@ -72,7 +84,11 @@ class SimBridge(Node):
 
     def _publish(self) -> None:
         stamp = self.get_clock().now().to_msg()
-        msg = JointState(name=self.joint_names, position=self.env.data.qpos[self._qpos].tolist(), velocity=self.env.data.qvel[self._qvel].tolist())
+        msg = JointState(
+            name=self.joint_names,
+            position=self.env.data.qpos[self._qpos].tolist(),
+            velocity=self.env.data.qvel[self._qvel].tolist(),
+        )
         msg.header.stamp = stamp
         self.pub_joints.publish(msg)
         self.pub_obs.publish(io.float_array(self.obs["state"]))
@@ -81,7 +97,10 @@ class SimBridge(Node):
     def _on_command(self, msg: Float64MultiArray) -> None:
         native = np.asarray(msg.data, dtype=np.float64)
         if native.shape != (self.env.action_dim,) or not np.all(np.isfinite(native)):
-            self.get_logger().error(f"ignoring command {native.tolist()}: needs {self.env.action_dim} finite values", throttle_duration_sec=1.0)
+            self.get_logger().error(
+                f"ignoring command {native.tolist()}: needs {self.env.action_dim} finite values",
+                throttle_duration_sec=1.0,
+            )
             return
         low, high = self.env.action_low, self.env.action_high
         self.command = np.clip((native - low) / (high - low) * 2.0 - 1.0, -1.0, 1.0)
@@ -114,8 +133,12 @@ class SimBridge(Node):
         seed = self.env.episode_seed
         result = {"seed": seed, "success": self._success, "length": self.env.elapsed_steps, "return": self._return}
         self.results.append(result)
-        self.pub_result.publish(io.float_array([seed, float(self._success), result["length"], self._return, *self.obs["state"]]))
-        self.get_logger().info(f"episode seed {seed}: {'success' if self._success else 'failure'} after {result['length']} steps")
+        self.pub_result.publish(
+            io.float_array([seed, float(self._success), result["length"], self._return, *self.obs["state"]])
+        )
+        self.get_logger().info(
+            f"episode seed {seed}: {'success' if self._success else 'failure'} after {result['length']} steps"
+        )
         if self.episodes is not None and len(self.results) >= self.episodes:
             self.done = True
             self.write_results()
@@ -133,4 +156,6 @@ class SimBridge(Node):
     def write_results(self) -> None:
         if self.results_path:
             rate = float(np.mean([r["success"] for r in self.results])) if self.results else 0.0
-            Path(self.results_path).write_text(json.dumps({"task": self.env.task, "success_rate": rate, "episodes": self.results}, indent=2))
+            Path(self.results_path).write_text(
+                json.dumps({"task": self.env.task, "success_rate": rate, "episodes": self.results}, indent=2)
+            )

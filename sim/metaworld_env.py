@@ -13,6 +13,29 @@ from sim.base import MujocoEnv
 _SUFFIX = "-v3-goal-observable"
 TASKS: tuple[str, ...] = tuple(sorted(k.removesuffix(_SUFFIX) for k in metaworld.ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE))
 _CURR_OBS = 18  # hand (3) + gripper (1) + two objects (7 each); the next 18 repeat the previous frame
+# Meta-World's fixed "corner" cameras (assets/objects/assets/xyz_base.xml) were authored for
+# mujoco-py, whose offscreen render returned OpenGL's bottom-up rows unflipped: their camera y axis
+# (image up) points at the floor (corner: xyaxes "... -0.2 -0.2 -1"; corner2-4: euler giving a
+# ~180 deg roll), so the buffer read bottom-up looked right. mujoco.Renderer (like gymnasium's)
+# returns top-down rows, so these cameras render upside down. topview, behindGripper and
+# gripperPOV are upright already.
+UPSIDE_DOWN_CAMERAS: tuple[str, ...] = ("corner", "corner2", "corner3", "corner4")
+_ROLL_180 = np.array([0.0, 0.0, 0.0, 1.0])  # half turn about the camera's optical (local z) axis
+
+
+def _roll_upside_down_cameras(model: mujoco.MjModel) -> None:
+    """Roll each upside-down camera half a turn about its optical axis, in place.
+
+    The same position, view direction and field of view, so the frame is the old one rotated by
+    180 degrees (not mirrored) and the camera pose in ``model``/``data`` matches the pixels. Done
+    once on the model, it costs the render path nothing.
+    """
+    for name in UPSIDE_DOWN_CAMERAS:
+        cam_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, name)
+        if cam_id >= 0:
+            rolled = np.empty(4)
+            mujoco.mju_mulQuat(rolled, model.cam_quat[cam_id], _ROLL_180)
+            model.cam_quat[cam_id] = rolled
 
 
 class MetaWorldEnv(MujocoEnv):
@@ -29,6 +52,7 @@ class MetaWorldEnv(MujocoEnv):
         self._env = metaworld.ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[name + _SUFFIX]()
         self._env._freeze_rand_vec = False  # new object/goal positions each reset ...
         self._env.seeded_rand_vec = True  # ... drawn from the env's seeded generator
+        _roll_upside_down_cameras(self._env.model)  # before any reset's mj_forward sets cam_xmat
         self._obs = np.zeros(0)
         super().__init__(f"metaworld/{name}", **kwargs)
         self._reset_physics(0)

@@ -7,11 +7,11 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # ROS tests talk over loopback only
 
-import pytest  # noqa: E402
+import pytest
 
-from robo_q.collect import collect_demos, store_for_env  # noqa: E402
-from sim import make_env  # noqa: E402
-from sim.experts import make_expert  # noqa: E402
+from robo_q.data.collect import collect_demos, store_for_env
+from sim import make_env
+from sim.experts import make_expert
 
 
 @pytest.fixture(scope="session")
@@ -27,10 +27,20 @@ def drawer_store(tmp_path_factory):
 
 def _train(tmp, store, agent: str, extra: list[str]) -> str:
     from robo_q.cli import compose_config
-    from robo_q.train import Trainer
+    from robo_q.training.trainer import Trainer
 
     run = tmp / f"run_{agent}"
-    overrides = [f"agent={agent}", f"demos.path={store}", "demos.num=3", f"out={run}", "eval.episodes=1", "progress=false", "device=cpu", "agent.hidden=32", *extra]
+    overrides = [
+        f"agent={agent}",
+        f"demos.path={store}",
+        "demos.num=3",
+        f"out={run}",
+        "eval.episodes=1",
+        "progress=false",
+        "device=cpu",
+        "agent.hidden=32",
+        *extra,
+    ]
     Trainer(compose_config("train", overrides)).run()
     return str(run / "checkpoints" / "last")
 
@@ -42,8 +52,18 @@ def trained(tmp_path_factory, drawer_store):
 
     tmp = tmp_path_factory.mktemp("trained")
     checkpoints = {
-        "cqn_as": _train(tmp, drawer_store, "cqn_as", ["train.steps=60", "eval.every=60", "agent.batch_size=16", "agent.demo_batch_size=16"]),
-        "bc": _train(tmp, drawer_store, "bc", ["train.offline=true", "train.steps=400", "eval.every=400", "agent.demo_batch_size=64", "agent.lr=1e-3"]),
+        "cqn_as": _train(
+            tmp,
+            drawer_store,
+            "cqn_as",
+            ["train.steps=60", "eval.every=60", "agent.batch_size=16", "agent.demo_batch_size=16"],
+        ),
+        "bc": _train(
+            tmp,
+            drawer_store,
+            "bc",
+            ["train.offline=true", "train.steps=400", "eval.every=400", "agent.demo_batch_size=64", "agent.lr=1e-3"],
+        ),
     }
     bundles = {name: tmp / f"bundle_{name}" for name in checkpoints}
     for name, ckpt in checkpoints.items():

@@ -13,7 +13,13 @@ from robo_q.agents.cqn import CQNAgent, CQNConfig, gather_bins
 def _batch(n: int, k: int, rng: torch.Generator) -> dict[str, torch.Tensor]:
     obs = torch.randn(n, 6, generator=rng)
     action = torch.tanh(2 * obs[:, :2])[:, None].expand(n, k, 2).contiguous()  # a learnable demo policy
-    return {"obs.state": obs, "next_obs.state": obs + 0.01, "action": action, "reward": torch.zeros(n), "discount": torch.full((n,), 0.99)}
+    return {
+        "obs.state": obs,
+        "next_obs.state": obs + 0.01,
+        "action": action,
+        "reward": torch.zeros(n),
+        "discount": torch.full((n,), 0.99),
+    }
 
 
 @pytest.mark.parametrize("name, k, gru", [("cqn", 1, False), ("cqn_as", 3, True)])
@@ -21,7 +27,9 @@ def test_demo_losses_teach_the_greedy_action(name, k, gru):
     """With demo rows only, the margin/dominance losses must make the greedy action the demo's bin."""
     torch.manual_seed(0)
     rng = torch.Generator().manual_seed(0)
-    agent = make_agent(name, {"seq_len": k, "gru": gru, "hidden": 64, "lr": 3e-3, "levels": 2, "bins": 5}, {"state": (6,)}, 2, "cpu")
+    agent = make_agent(
+        name, {"seq_len": k, "gru": gru, "hidden": 64, "lr": 3e-3, "levels": 2, "bins": 5}, {"state": (6,)}, 2, "cpu"
+    )
     batch = _batch(128, k, rng)
     for _ in range(150):
         metrics = agent.update(batch, 128)
@@ -54,7 +62,7 @@ def test_updates_move_the_target_network_by_polyak_averaging():
     agent = CQNAgent({"state": (6,)}, 2, CQNConfig(hidden=32, levels=2, tau=0.5))
     before = [p.clone() for p in agent.critic_target.parameters()]
     agent.update(_batch(16, 1, torch.Generator().manual_seed(1)), 0)
-    for b, t, o in zip(before, agent.critic_target.parameters(), agent.critic.parameters()):
+    for b, t, o in zip(before, agent.critic_target.parameters(), agent.critic.parameters(), strict=True):
         assert torch.allclose(t, 0.5 * b + 0.5 * o, atol=1e-6)
 
 
@@ -62,7 +70,10 @@ def test_updates_move_the_target_network_by_polyak_averaging():
 def test_every_value_head_trains(head):
     torch.manual_seed(0)
     agent = make_agent("cqn", {"head": head, "hidden": 32, "levels": 2}, {"state": (6,)}, 2, "cpu")
-    batch = {**_batch(32, 1, torch.Generator().manual_seed(2)), "reward": torch.ones(32)}  # zero-init heads start at Q = 0
+    batch = {
+        **_batch(32, 1, torch.Generator().manual_seed(2)),
+        "reward": torch.ones(32),
+    }  # zero-init heads start at Q = 0
     losses = [agent.update(batch, 32)["critic_loss"] for _ in range(30)]
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
 
@@ -72,7 +83,11 @@ def test_pixel_encoder_and_bc():
     agent = make_agent("bc", {"seq_len": 2, "hidden": 32}, {"images.cam": (48, 48, 6)}, 3, "cpu")
     obs = {"images.cam": np.random.default_rng(0).integers(0, 255, (48, 48, 6), dtype=np.uint8)}
     assert agent.act(obs).shape == (2, 3)
-    batch = {"obs.images.cam": torch.randint(0, 255, (8, 48, 48, 6), dtype=torch.uint8), "action": torch.rand(8, 2, 3) * 2 - 1, "reward": torch.zeros(8)}
+    batch = {
+        "obs.images.cam": torch.randint(0, 255, (8, 48, 48, 6), dtype=torch.uint8),
+        "action": torch.rand(8, 2, 3) * 2 - 1,
+        "reward": torch.zeros(8),
+    }
     losses = [agent.update(batch, 8)["bc_loss"] for _ in range(20)]
     assert losses[-1] < losses[0]
 
@@ -130,10 +145,17 @@ def test_random_shift_is_a_replicate_padded_crop():
     images = torch.randint(0, 256, (16, 12, 10, 3), dtype=torch.uint8)
     shifted = RandomShift(pad=2)(images)
     assert shifted.shape == images.shape and shifted.dtype == torch.uint8
-    padded = torch.nn.functional.pad(images.permute(0, 3, 1, 2).float(), (2, 2, 2, 2), mode="replicate").permute(0, 2, 3, 1)
+    padded = torch.nn.functional.pad(images.permute(0, 3, 1, 2).float(), (2, 2, 2, 2), mode="replicate").permute(
+        0, 2, 3, 1
+    )
     offsets = []
-    for image, out in zip(padded, shifted):
-        matches = [(dy, dx) for dy in range(5) for dx in range(5) if torch.equal(image[dy : dy + 12, dx : dx + 10], out.float())]
+    for image, out in zip(padded, shifted, strict=True):
+        matches = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(image[dy : dy + 12, dx : dx + 10], out.float())
+        ]
         assert matches, "an augmented image is not a crop of the padded original"
         offsets.append(matches[0])
     assert len(set(offsets)) > 4  # the offsets are random, not one fixed crop
@@ -153,5 +175,5 @@ def test_compiled_update_matches_eager():
         assert eager.keys() == compiled.keys()
         for key in eager:
             assert compiled[key] == pytest.approx(eager[key], rel=1e-4, abs=1e-6), key
-    for p_eager, p_compiled in zip(agents[0].critic.parameters(), agents[1].critic.parameters()):
+    for p_eager, p_compiled in zip(agents[0].critic.parameters(), agents[1].critic.parameters(), strict=True):
         torch.testing.assert_close(p_compiled, p_eager, atol=1e-4, rtol=1e-3)

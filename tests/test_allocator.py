@@ -27,7 +27,9 @@ def page_faults(mode: str) -> int:
     env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
     if mode == "default":
         env["THP_MEM_ALLOC_ENABLE"] = "0"
-    out = subprocess.run([sys.executable, "-c", PROBE, mode], env=env, capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, mode], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
     return int(out.stdout.split()[-1])
 
 

@@ -14,8 +14,9 @@ import torch
 from policies import BundleError, ObservationError, load_policy
 from policies.safety import SafetyFilter
 from policies.schedule import ActionScheduler
+from robo_q.agents import sequence_policy
+from robo_q.checkpoint import load_agent
 from robo_q.evaluate import evaluate
-from robo_q.train import load_agent, sequence_policy
 from sim import make_env
 
 
@@ -23,7 +24,15 @@ def test_bundle_contents(trained):
     _, bundles = trained
     spec = json.loads((bundles["cqn_as"] / "policy.json").read_text())
     assert spec["format"] == "robo_q.policy_bundle" and spec["format_version"] == 1
-    assert spec["observation"] == {"state": {"input": "state", "shape": [39], "dtype": "float32", "stacked_shape": [39], "normalisation": "none (raw values)"}}
+    assert spec["observation"] == {
+        "state": {
+            "input": "state",
+            "shape": [39],
+            "dtype": "float32",
+            "stacked_shape": [39],
+            "normalisation": "none (raw values)",
+        }
+    }
     assert spec["action"]["names"] == ["hand_dx", "hand_dy", "hand_dz", "gripper"] and spec["action"]["dim"] == 4
     assert spec["sequence"] == {"length": 4, "execution": "ensemble", "ensemble_gain": 0.01}
     assert spec["outputs"] == {"actions": [1, 4, 4], "q": [1, 4, 4]} and spec["control_dt"] == pytest.approx(0.0125)
@@ -47,7 +56,10 @@ def test_exported_policy_matches_the_training_agent(trained, drawer_store, backe
     policy = load_policy(bundles["cqn_as"], backend=backend)
     got = np.stack([policy._predict({"state": o}) for o in obs])
     same = np.all(np.abs(got - expected) < 1e-6, axis=(1, 2))
-    print(f"{backend}: same bins on {same.mean():.1%} of 1000 observations, max abs action difference {np.abs(got - expected).max():.3g}")
+    print(
+        f"{backend}: same bins on {same.mean():.1%} of 1000 observations, "
+        f"max abs action difference {np.abs(got - expected).max():.3g}"
+    )
     assert same.mean() >= 0.97  # the rest are argmax near-ties flipped by float rounding
     policy._predict({"state": obs[0]})
     assert np.allclose(policy.last_q, expected_q[0], atol=1e-3)
@@ -84,7 +96,11 @@ def test_observation_validation(trained):
     _, bundles = trained
     policy = load_policy(bundles["cqn_as"])
     policy.reset()
-    for bad, message in [({}, "lacks 'state'"), ({"state": np.zeros(38)}, r"shape \(38,\), expected \(39,\)"), ({"state": np.full(39, np.nan)}, "NaN or inf")]:
+    for bad, message in [
+        ({}, "lacks 'state'"),
+        ({"state": np.zeros(38)}, r"shape \(38,\), expected \(39,\)"),
+        ({"state": np.full(39, np.nan)}, "NaN or inf"),
+    ]:
         with pytest.raises(ObservationError, match=message):
             policy.act(bad)
     assert policy.act({"state": np.zeros(39)}).shape == (4,)  # still works after rejected inputs
@@ -99,10 +115,18 @@ def _copy(bundle, tmp_path):
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (lambda b: (b / "policy.onnx").write_bytes((b / "policy.onnx").read_bytes()[:-10]), "policy.onnx does not match its checksum"),
+        (
+            lambda b: (b / "policy.onnx").write_bytes((b / "policy.onnx").read_bytes()[:-10]),
+            "policy.onnx does not match its checksum",
+        ),
         (lambda b: (b / "policy.pt").unlink(), "policy.pt is missing"),
         (lambda b: (b / "policy.json").write_text("{"), "unreadable"),
-        (lambda b: (b / "policy.json").write_text(json.dumps({**json.loads((b / "policy.json").read_text()), "format_version": 7})), "is newer than this robo_q reads"),
+        (
+            lambda b: (b / "policy.json").write_text(
+                json.dumps({**json.loads((b / "policy.json").read_text()), "format_version": 7})
+            ),
+            "is newer than this robo_q reads",
+        ),
         (lambda b: (b / "policy.json").unlink(), "not a policy bundle"),
     ],
 )
@@ -143,11 +167,26 @@ def test_open_loop_and_ensemble_scheduling():
 def test_cli_export_and_eval_bundle(trained, tmp_path):
     checkpoints, _ = trained
     run = [sys.executable, "-m", "robo_q.cli"]
-    out = subprocess.run([*run, "export", f"checkpoint={checkpoints['bc']}", f"out={tmp_path / 'b'}"], capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run(
+        [*run, "export", f"checkpoint={checkpoints['bc']}", f"out={tmp_path / 'b'}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
-    again = subprocess.run([*run, "export", f"checkpoint={checkpoints['bc']}", f"out={tmp_path / 'b'}"], capture_output=True, text=True, cwd=tmp_path)
+    again = subprocess.run(
+        [*run, "export", f"checkpoint={checkpoints['bc']}", f"out={tmp_path / 'b'}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert again.returncode == 2 and "already exists" in again.stderr
-    ev = subprocess.run([*run, "eval", f"bundle={tmp_path / 'b'}", "episodes=1", f"out={tmp_path / 'e'}"], capture_output=True, text=True, cwd=tmp_path)
+    ev = subprocess.run(
+        [*run, "eval", f"bundle={tmp_path / 'b'}", "episodes=1", f"out={tmp_path / 'e'}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert ev.returncode == 0, ev.stderr
     report = json.loads((tmp_path / "e" / "eval_info.json").read_text())
     assert report["bundle"] == str(tmp_path / "b") and report["episodes"] == 1

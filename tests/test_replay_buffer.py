@@ -1,13 +1,13 @@
-"""EpisodeReplay: n-step returns, termination, action sequences, frame stacking, sampling, eviction, persistence."""
+"""ReplayBuffer: n-step returns, termination, action sequences, frame stacking, sampling, eviction, persistence."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
-
-from robo_q.agents.replay import EpisodeReplay
 from store_writer import create, synthetic_episode
+
+from robo_q.agents.replay_buffer import ReplayBuffer
 
 GAMMA = 0.9
 
@@ -38,7 +38,7 @@ def _expected(t: int, length: int, nstep: int, terminated_at: int | None) -> tup
 
 @pytest.mark.parametrize("terminated_at", [None, 5, 9])  # truncated, terminal mid-episode, terminal last step
 def test_nstep_reward_discount_and_next_obs(terminated_at):
-    replay = EpisodeReplay(["state"], action_dim=2, nstep=3, gamma=GAMMA)
+    replay = ReplayBuffer(["state"], action_dim=2, nstep=3, gamma=GAMMA)
     replay.add_episode(*_episode(10, terminated_at=terminated_at))
     batch = replay.sample(512, np.random.default_rng(0))
     ts = batch["obs.state"][:, 0].astype(int)
@@ -55,7 +55,7 @@ def test_nstep_reward_discount_and_next_obs(terminated_at):
 
 
 def test_action_sequences_padded_with_last_action():
-    replay = EpisodeReplay(["state"], action_dim=2, seq_len=4)
+    replay = ReplayBuffer(["state"], action_dim=2, seq_len=4)
     steps, final = _episode(6, offset=7)
     replay.add_episode(steps, final)
     batch = replay.sample(256, np.random.default_rng(1))
@@ -63,11 +63,13 @@ def test_action_sequences_padded_with_last_action():
     ts = batch["obs.state"][:, 0].astype(int) - 7
     expected = steps["action"].astype(np.float32)[np.minimum(ts[:, None] + np.arange(4), 5)]
     np.testing.assert_array_equal(batch["action"], expected)
-    np.testing.assert_array_equal(batch["action"][ts == 5], np.broadcast_to(steps["action"][5], (np.sum(ts == 5), 4, 2)).astype(np.float32))
+    np.testing.assert_array_equal(
+        batch["action"][ts == 5], np.broadcast_to(steps["action"][5], (np.sum(ts == 5), 4, 2)).astype(np.float32)
+    )
 
 
 def test_frame_stacking_clamps_at_start_and_uses_final_obs():
-    replay = EpisodeReplay(["state", "images.cam"], action_dim=2, nstep=2, frame_stack=3)
+    replay = ReplayBuffer(["state", "images.cam"], action_dim=2, nstep=2, frame_stack=3)
     replay.add_episode(*_episode(5))
     batch = replay.sample(512, np.random.default_rng(2))
     obs, next_obs = batch["obs.images.cam"], batch["next_obs.images.cam"]
@@ -81,7 +83,7 @@ def test_frame_stacking_clamps_at_start_and_uses_final_obs():
 
 
 def test_uniform_over_episodes_then_steps():
-    replay = EpisodeReplay(["state"], action_dim=2)
+    replay = ReplayBuffer(["state"], action_dim=2)
     replay.add_episode(*_episode(2, offset=0))
     replay.add_episode(*_episode(200, offset=1000))
     assert len(replay) == 202 and replay.num_episodes == 2
@@ -92,7 +94,7 @@ def test_uniform_over_episodes_then_steps():
     assert len(np.unique(state[~short])) == 200
 
 
-def _check_consistent(replay: EpisodeReplay, lengths: dict[int, int], rng: np.random.Generator) -> np.ndarray:
+def _check_consistent(replay: ReplayBuffer, lengths: dict[int, int], rng: np.random.Generator) -> np.ndarray:
     """Every sampled transition agrees with the episode (offset = 1000 * id) it was drawn from; returns episode ids."""
     batch = replay.sample(256, rng)
     state = batch["obs.state"][:, 0].astype(int)
@@ -104,7 +106,7 @@ def _check_consistent(replay: EpisodeReplay, lengths: dict[int, int], rng: np.ra
 
 
 def test_capacity_evicts_oldest_episodes_and_keeps_data_intact():
-    replay = EpisodeReplay(["state"], action_dim=2, nstep=2, capacity=25)
+    replay = ReplayBuffer(["state"], action_dim=2, nstep=2, capacity=25)
     for i in range(3):
         replay.add_episode(*_episode(10, offset=1000 * i))
     assert len(replay) == 20 and replay.num_episodes == 2
@@ -115,7 +117,7 @@ def test_capacity_evicts_oldest_episodes_and_keeps_data_intact():
         replay.add_episode(*_episode(26))
     # many adds with evictions exercise buffer growth and compaction
     rng = np.random.default_rng(5)
-    replay, lengths = EpisodeReplay(["state"], action_dim=2, nstep=3, capacity=300), {}
+    replay, lengths = ReplayBuffer(["state"], action_dim=2, nstep=3, capacity=300), {}
     for i in range(1, 80):
         lengths[i] = int(rng.integers(1, 40))
         replay.add_episode(*_episode(lengths[i], offset=1000 * i))
@@ -127,14 +129,16 @@ def test_capacity_evicts_oldest_episodes_and_keeps_data_intact():
 
 
 def test_state_dict_round_trip(tmp_path):
-    kwargs = dict(obs_keys=["state", "images.cam"], action_dim=2, seq_len=3, nstep=3, gamma=GAMMA, frame_stack=2, capacity=60)
-    replay = EpisodeReplay(**kwargs)
+    kwargs = dict(
+        obs_keys=["state", "images.cam"], action_dim=2, seq_len=3, nstep=3, gamma=GAMMA, frame_stack=2, capacity=60
+    )
+    replay = ReplayBuffer(**kwargs)
     for i in range(8):
         replay.add_episode(*_episode(7 + i, offset=1000 * i, terminated_at=6 + i if i % 2 else None))
     state = replay.state_dict()
     assert all(isinstance(v, np.ndarray) for v in state.values())
     save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, tmp_path / "replay.safetensors")
-    restored = EpisodeReplay(**kwargs)
+    restored = ReplayBuffer(**kwargs)
     restored.load_state_dict(load_file(tmp_path / "replay.safetensors"))
     assert len(restored) == len(replay) and restored.num_episodes == replay.num_episodes
     expected, got = replay.sample(128, np.random.default_rng(6)), restored.sample(128, np.random.default_rng(6))
@@ -146,9 +150,9 @@ def test_state_dict_round_trip(tmp_path):
     for key, values in replay.sample(64, np.random.default_rng(7)).items():
         np.testing.assert_array_equal(restored.sample(64, np.random.default_rng(7))[key], values, err_msg=key)
     with pytest.raises(ValueError):
-        EpisodeReplay(["state"], action_dim=2).load_state_dict(state)
-    empty = EpisodeReplay(**kwargs)
-    empty.load_state_dict(EpisodeReplay(**kwargs).state_dict())
+        ReplayBuffer(["state"], action_dim=2).load_state_dict(state)
+    empty = ReplayBuffer(**kwargs)
+    empty.load_state_dict(ReplayBuffer(**kwargs).state_dict())
     assert len(empty) == 0 and empty.num_episodes == 0
 
 
@@ -156,9 +160,9 @@ def test_add_store_matches_episode_data(tmp_path):
     store = create(tmp_path / "s.zarr")
     for i in range(3):
         store.append_episode(*synthetic_episode(i), seed=i)
-    replay = EpisodeReplay(["state", "images.cam"], action_dim=2, seq_len=4, nstep=3, gamma=GAMMA, frame_stack=2)
+    replay = ReplayBuffer(["state", "images.cam"], action_dim=2, seq_len=4, nstep=3, gamma=GAMMA, frame_stack=2)
     assert replay.add_store(store, limit=2) == 2 and replay.num_episodes == 2 and len(replay) == 40 + 41
-    replay = EpisodeReplay(["state", "images.cam"], action_dim=2, seq_len=4, nstep=3, gamma=GAMMA, frame_stack=2)
+    replay = ReplayBuffer(["state", "images.cam"], action_dim=2, seq_len=4, nstep=3, gamma=GAMMA, frame_stack=2)
     assert replay.add_store(store) == 3 and len(replay) == 40 + 41 + 42
     episodes = [store.episode(i) for i in range(3)]
     batch = replay.sample(256, np.random.default_rng(8))
@@ -169,9 +173,13 @@ def test_add_store_matches_episode_data(tmp_path):
         np.testing.assert_array_equal(batch["obs.state"][b], ep.steps["observation.state"][t])
         np.testing.assert_array_equal(batch["next_obs.state"][b], ep.next_observation("state")[t + n - 1])
         frames = ep.steps["observation.images.cam"]
-        np.testing.assert_array_equal(batch["obs.images.cam"][b], np.concatenate([frames[max(t - 1, 0)], frames[t]], axis=-1))
+        np.testing.assert_array_equal(
+            batch["obs.images.cam"][b], np.concatenate([frames[max(t - 1, 0)], frames[t]], axis=-1)
+        )
         next_frames = ep.next_observation("images.cam")
-        np.testing.assert_array_equal(batch["next_obs.images.cam"][b], np.concatenate([next_frames[t + n - 2], next_frames[t + n - 1]], axis=-1))
+        np.testing.assert_array_equal(
+            batch["next_obs.images.cam"][b], np.concatenate([next_frames[t + n - 2], next_frames[t + n - 1]], axis=-1)
+        )
         np.testing.assert_array_equal(batch["action"][b], ep.steps["action"][np.minimum(t + np.arange(4), length - 1)])
         last = t + n == length  # the only reward (1) and termination are at the last step
         assert batch["reward"][b] == pytest.approx(GAMMA ** (n - 1) if last else 0.0)

@@ -27,7 +27,14 @@ _domain = iter(range(60 + os.getpid() % 40 * 3, 232))
 
 def roboq(*args: str, domain: int, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "robo_q.cli", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "robo_q.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> str:
@@ -42,7 +49,9 @@ def test_closed_loop_matches_in_process_evaluation(trained, tmp_path):
     domain = next(_domain)
     results = tmp_path / "bridge.json"
     policy = roboq("deploy", f"bundle={bundles['bc']}", "trigger=observation", domain=domain)
-    bridge = roboq("sim-bridge", "task=metaworld/drawer-open", "mode=lockstep", "episodes=3", f"results={results}", domain=domain)
+    bridge = roboq(
+        "sim-bridge", "task=metaworld/drawer-open", "mode=lockstep", "episodes=3", f"results={results}", domain=domain
+    )
     try:
         bridge_out, _ = bridge.communicate(timeout=240)
     finally:
@@ -69,7 +78,12 @@ class Robot:
         self.obs_pub = self.node.create_publisher(Float64MultiArray, io.STATE_OBSERVATION, io.COMMAND_QOS)
         self.estop_pub = self.node.create_publisher(Bool, io.ESTOP, io.LATCHED_QOS)
         self.commands: list[tuple[float, np.ndarray]] = []
-        self.node.create_subscription(Float64MultiArray, io.COMMANDS, lambda m: self.commands.append((time.monotonic(), np.array(m.data))), io.COMMAND_QOS)
+        self.node.create_subscription(
+            Float64MultiArray,
+            io.COMMANDS,
+            lambda m: self.commands.append((time.monotonic(), np.array(m.data))),
+            io.COMMAND_QOS,
+        )
         self.change = self.node.create_client(ChangeState, "/robo_q_policy/change_state")
         self.get = self.node.create_client(GetState, "/robo_q_policy/get_state")
 
@@ -98,7 +112,9 @@ class Robot:
         return self.call(self.get, GetState.Request()).current_state.label
 
     def activate(self, obs: np.ndarray | None = None) -> bool:
-        return self.call(self.change, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_ACTIVATE)), obs).success
+        return self.call(
+            self.change, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_ACTIVATE)), obs
+        ).success
 
     def commands_since(self, t: float) -> list[np.ndarray]:
         return [c for s, c in self.commands if s >= t]
@@ -180,9 +196,16 @@ def test_record_an_expert_session_train_on_it_and_replay_the_log(trained, tmp_pa
     with make_env("metaworld/drawer-open") as env:
         expert = make_expert(env)
     pub = robot.node.create_publisher(Float64MultiArray, io.COMMANDS, io.COMMAND_QOS)
-    robot.node.create_subscription(Float64MultiArray, io.STATE_OBSERVATION, lambda m: pub.publish(io.float_array(expert.act({"state": np.array(m.data)}))), io.STATE_QOS)
+    robot.node.create_subscription(
+        Float64MultiArray,
+        io.STATE_OBSERVATION,
+        lambda m: pub.publish(io.float_array(expert.act({"state": np.array(m.data)}))),
+        io.STATE_QOS,
+    )
     try:
-        assert robot.wait(lambda: robot.node.count_subscribers(io.STATE_OBSERVATION) >= 2, 30.0), "recorder not discovered"
+        assert robot.wait(lambda: robot.node.count_subscribers(io.STATE_OBSERVATION) >= 2, 30.0), (
+            "recorder not discovered"
+        )
         bridge = roboq("sim-bridge", "task=metaworld/drawer-open", "mode=lockstep", "episodes=2", domain=domain)
         assert robot.wait(lambda: bridge.poll() is not None, 120.0)
         assert robot.wait(lambda: recorder.poll() is not None, 30.0), "recorder did not stop after 2 episodes"
@@ -196,9 +219,32 @@ def test_record_an_expert_session_train_on_it_and_replay_the_log(trained, tmp_pa
     assert store.episode_meta()["success"].all() and store.episode_meta()["seed"].tolist() == [1_000_000, 1_000_001]
     assert list((session / "log").glob("*.mcap"))
 
-    train = subprocess.run([sys.executable, "-m", "robo_q.cli", "train", "agent=bc", "train.offline=true", f"demos.path={session / 'episodes.zarr'}", "demos.num=2", "train.steps=20", "eval.every=20", "eval.episodes=1", "progress=false", f"out={tmp_path / 'run'}", "agent.hidden=32"], capture_output=True, text=True)
+    train = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "robo_q.cli",
+            "train",
+            "agent=bc",
+            "train.offline=true",
+            f"demos.path={session / 'episodes.zarr'}",
+            "demos.num=2",
+            "train.steps=20",
+            "eval.every=20",
+            "eval.episodes=1",
+            "progress=false",
+            f"out={tmp_path / 'run'}",
+            "agent.hidden=32",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert train.returncode == 0, train.stderr
-    replay = subprocess.run([sys.executable, "-m", "robo_q.cli", "logs", "replay", f"path={session}", f"bundle={bundles['bc']}"], capture_output=True, text=True)
+    replay = subprocess.run(
+        [sys.executable, "-m", "robo_q.cli", "logs", "replay", f"path={session}", f"bundle={bundles['bc']}"],
+        capture_output=True,
+        text=True,
+    )
     assert replay.returncode == 0, replay.stderr
     report = json.loads((session / "log_replay.json").read_text())
     # pairs follow log (receive) order across two topics, so a few may pair off or drop
@@ -217,7 +263,7 @@ def test_record_an_expert_session_train_on_it_and_replay_the_log(trained, tmp_pa
     lengths = store.episode_meta()["length"].tolist()
     assert [(e["seed"], e["success"]) for e in replayed["episodes"]] == [(1_000_000, True), (1_000_001, True)]
     # the log also holds commands the bridge ignored between episodes, so lengths agree closely, not exactly
-    assert all(abs(e["length"] - n) <= 0.1 * n for e, n in zip(replayed["episodes"], lengths))
+    assert all(abs(e["length"] - n) <= 0.1 * n for e, n in zip(replayed["episodes"], lengths, strict=True))
 
 
 def test_logs_replay_reads_a_log_written_by_another_tool(trained, tmp_path):
@@ -236,7 +282,13 @@ def test_logs_replay_reads_a_log_written_by_another_tool(trained, tmp_path):
         rng = np.random.default_rng(0)
         for t in range(30):
             for conn, data in ((obs, rng.normal(size=39)), (cmd, rng.uniform(-1, 1, 4))):
-                writer.write(conn, t * 1000 + (conn is cmd), store.serialize_cdr(Array(layout=Layout(dim=[], data_offset=0), data=data), "std_msgs/msg/Float64MultiArray"))
+                writer.write(
+                    conn,
+                    t * 1000 + (conn is cmd),
+                    store.serialize_cdr(
+                        Array(layout=Layout(dim=[], data_offset=0), data=data), "std_msgs/msg/Float64MultiArray"
+                    ),
+                )
     from ros_nodes.log_replay import replay_log
 
     report = replay_log(bag, bundles["cqn_as"])

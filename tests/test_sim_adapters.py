@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from dm_control import suite
 
 from sim import TaskError, list_tasks, make_env
@@ -44,7 +43,7 @@ def _load_and_step(task: str) -> None:
         assert obs["state"].shape == tuple(env.observation_spec["state"]["shape"])
         rng = np.random.default_rng(0)
         for _ in range(3):
-            obs, reward, terminated, truncated, info = env.step(rng.uniform(-1, 1, env.action_dim))
+            obs, reward, _, _, info = env.step(rng.uniform(-1, 1, env.action_dim))
         assert np.all(np.isfinite(obs["state"])) and np.isfinite(reward)
         assert isinstance(info["success"], bool) and env.control_dt > 0
 
@@ -142,7 +141,7 @@ def test_pixel_observations_from_named_cameras():
             assert img.shape == (48, 48, 3) and img.dtype == np.uint8 and img.std() > 5
         assert not np.array_equal(obs["images.corner2"], obs["images.topview"])
         assert env.observation_spec["images.corner2"] == {"shape": [48, 48, 3], "dtype": "uint8"}
-    with pytest.raises(ValueError, match="unknown camera 'nope'.*corner2"):
+    with pytest.raises(ValueError, match=r"unknown camera 'nope'.*corner2"):
         make_env("metaworld/drawer-open", cameras=["nope"])
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-
-from robo_q.collect import store_for_env
-from robo_q.data import EpisodeStore, StoreError
-from sim import make_env
 from store_writer import create, synthetic_episode
+
+from robo_q.data import EpisodeStore, StoreError
+from robo_q.data.collect import store_for_env
+from sim import make_env
 
 
 def _assert_episode_matches(store: EpisodeStore, i: int) -> None:
@@ -28,7 +28,9 @@ def _assert_episode_matches(store: EpisodeStore, i: int) -> None:
     for key, values in steps.items():
         np.testing.assert_array_equal(episode.steps[key], values.astype(episode.steps[key].dtype), err_msg=key)
     for key, values in final.items():
-        np.testing.assert_array_equal(episode.final_observation[key], values.astype(episode.final_observation[key].dtype))
+        np.testing.assert_array_equal(
+            episode.final_observation[key], values.astype(episode.final_observation[key].dtype)
+        )
     np.testing.assert_array_equal(episode.initial_state, steps["sim_state"][0])
 
 
@@ -211,6 +213,8 @@ def test_existing_stores_are_never_replaced_silently(tmp_path):
 
 
 def test_append_requires_matching_task(tmp_path, drawer_store):
-    with make_env("metaworld/drawer-close") as env:
-        with pytest.raises(StoreError, match="holds metaworld/drawer-open episodes"):
-            store_for_env(env, drawer_store, source="expert", append=True)
+    with (
+        make_env("metaworld/drawer-close") as env,
+        pytest.raises(StoreError, match="holds metaworld/drawer-open episodes"),
+    ):
+        store_for_env(env, drawer_store, source="expert", append=True)

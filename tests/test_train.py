@@ -29,7 +29,9 @@ TINY = [
 
 
 def roboq(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "robo_q.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "robo_q.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _last_step(run: Path) -> int:
@@ -40,7 +42,13 @@ def _last_step(run: Path) -> int:
 def test_train_kill_resume_eval(tmp_path, drawer_store):
     run = tmp_path / "run"
     args = ["train", "agent=cqn_as", f"demos.path={drawer_store}", f"out={run}", *TINY]
-    proc = subprocess.Popen([sys.executable, "-m", "robo_q.cli", *args, "train.steps=100000"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "robo_q.cli", *args, "train.steps=100000"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     while _last_step(run) < 120 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
@@ -49,11 +57,14 @@ def test_train_kill_resume_eval(tmp_path, drawer_store):
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
     killed_at = _last_step(run)
     assert killed_at >= 120
-    assert {"config.yaml", "train.csv", "eval.csv", "eval_info.json", "tb", "checkpoints"} <= {p.name for p in run.iterdir()}
+    assert {"config.yaml", "train.csv", "eval.csv", "eval_info.json", "tb", "checkpoints"} <= {
+        p.name for p in run.iterdir()
+    }
 
     target = killed_at + 100
+    # the run directory alone is enough: its own config.yaml (tiny sizes, not the defaults) is used;
     # the resumed run compiles its update (agent.compile changes how it runs, not what it computes)
-    resumed = roboq(*args, f"train.steps={target}", f"resume={run}", "agent.compile=true", cwd=tmp_path)
+    resumed = roboq("train", f"resume={run}", f"train.steps={target}", "agent.compile=true", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed {run} at step {killed_at}" in resumed.stdout
     assert _last_step(run) >= target
@@ -63,7 +74,14 @@ def test_train_kill_resume_eval(tmp_path, drawer_store):
     assert safetensors == {"model.safetensors", "optimizer.safetensors", "replay.safetensors", "meta.json"}
 
     # the checkpoint loads for evaluation and gives the training evaluation's result on the same seed
-    evaluated = roboq("eval", f"checkpoint={run}/checkpoints/last", "episodes=1", f"out={tmp_path / 'eval'}", "device=cpu", cwd=tmp_path)
+    evaluated = roboq(
+        "eval",
+        f"checkpoint={run}/checkpoints/last",
+        "episodes=1",
+        f"out={tmp_path / 'eval'}",
+        "device=cpu",
+        cwd=tmp_path,
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads((tmp_path / "eval" / "eval_info.json").read_text())
     during_training = json.loads((run / "eval_info.json").read_text())
@@ -72,18 +90,34 @@ def test_train_kill_resume_eval(tmp_path, drawer_store):
     assert report["per_episode"][0]["return"] == during_training["per_episode"][0]["return"]
 
     # resuming with a different agent fails naming the mismatch, and changes nothing
-    mismatch = roboq("train", "agent=cqn", f"demos.path={drawer_store}", f"out={run}", *TINY, f"resume={run}", cwd=tmp_path)
+    mismatch = roboq("train", f"resume={run}", "agent=cqn", *TINY, cwd=tmp_path)
     assert mismatch.returncode == 2
-    assert "does not match the config" in mismatch.stderr and "agent.seq_len: checkpoint 4 vs config 1" in mismatch.stderr
+    assert (
+        "does not match the config" in mismatch.stderr and "agent.seq_len: checkpoint 4 vs config 1" in mismatch.stderr
+    )
     assert _last_step(run) >= target
 
 
 def test_offline_training_from_the_store_alone(tmp_path, drawer_store):
     run = tmp_path / "offline"
-    result = roboq("train", "agent=bc", f"demos.path={drawer_store}", f"out={run}", *TINY, "train.offline=true", "train.steps=40", "eval.every=20", cwd=tmp_path)
+    result = roboq(
+        "train",
+        "agent=bc",
+        f"demos.path={drawer_store}",
+        f"out={run}",
+        *TINY,
+        "train.offline=true",
+        "train.steps=40",
+        "eval.every=20",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     rows = (run / "train.csv").read_text().splitlines()
-    assert rows[0].startswith("step,episodes,updates") and rows[-1].split(",")[:3] == ["40", "0", "40"]  # no env episodes
+    assert rows[0].startswith("step,episodes,updates") and rows[-1].split(",")[:3] == [
+        "40",
+        "0",
+        "40",
+    ]  # no env episodes
     assert len((run / "eval.csv").read_text().splitlines()) == 3  # header + 2 evaluations
 
 
@@ -95,6 +129,7 @@ def test_offline_training_from_the_store_alone(tmp_path, drawer_store):
         (["eval", "checkpoint=nowhere"], "not a checkpoint"),
         (["eval"], "give exactly one of checkpoint="),
         (["eval", "bundle=nowhere"], "not a policy bundle"),
+        (["train", "resume=nowhere"], "resume=nowhere: no config.yaml there"),
     ],
 )
 def test_train_errors(tmp_path, args, message):
@@ -118,27 +153,45 @@ def test_cuda_request_without_a_gpu_fails_clearly(tmp_path):
 def test_training_collects_demos_when_none_are_given(tmp_path, task, extra):
     run = tmp_path / "run"
     args = [a for a in TINY if not a.startswith(("task=", "demos.num="))]
-    result = roboq("train", f"task={task}", "agent=cqn", "demos.num=2", "train.steps=20", "eval.every=20", f"out={run}", *args, *extra, cwd=tmp_path)
+    result = roboq(
+        "train",
+        f"task={task}",
+        "agent=cqn",
+        "demos.num=2",
+        "train.steps=20",
+        "eval.every=20",
+        f"out={run}",
+        *args,
+        *extra,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     from robo_q.data import EpisodeStore
 
     store = EpisodeStore.open(run / "demos.zarr")
     assert store.task == task and store.num_episodes == 2
     if extra:
-        assert store.observation_keys == ["state", "images.0"] and store.episode(0).steps["observation.images.0"].shape[1:] == (48, 48, 3)
+        assert store.observation_keys == ["state", "images.0"] and store.episode(0).steps["observation.images.0"].shape[
+            1:
+        ] == (48, 48, 3)
     assert json.loads((run / "eval_info.json").read_text())["episodes"] == 1
     if extra:  # a pixel policy exports, and its bundle acts like the checkpoint on camera frames
         result = roboq("export", f"checkpoint={run}/checkpoints/last", f"out={tmp_path / 'bundle'}", cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         from policies import load_policy
-        from robo_q.train import load_agent
+        from robo_q.checkpoint import load_agent
 
         agent, _ = load_agent(run / "checkpoints" / "last", "cpu")
         steps = store.episode(0).steps
-        stacked = {"state": steps["observation.state"][5], "images.0": np.concatenate([steps["observation.images.0"][4], steps["observation.images.0"][5]], axis=-1)}
+        stacked = {
+            "state": steps["observation.state"][5],
+            "images.0": np.concatenate([steps["observation.images.0"][4], steps["observation.images.0"][5]], axis=-1),
+        }
         stacked = {k: v for k, v in stacked.items() if k in agent.encoder.keys}
         assert "images.0" in stacked
         with torch.no_grad():
             expected = agent.policy({k: torch.as_tensor(v[None]) for k, v in stacked.items()})[0][0].numpy()
         for backend in ("onnx", "torch"):
-            np.testing.assert_allclose(load_policy(tmp_path / "bundle", backend=backend)._predict(stacked), expected, atol=1e-6)
+            np.testing.assert_allclose(
+                load_policy(tmp_path / "bundle", backend=backend)._predict(stacked), expected, atol=1e-6
+            )

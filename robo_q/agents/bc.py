@@ -23,13 +23,20 @@ class BCConfig:
 class BCAgent:
     """Trained on demonstration rows only; acts deterministically."""
 
-    def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, cfg: BCConfig, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, cfg: BCConfig, device: str | torch.device = "cpu"
+    ) -> None:
         self.cfg, self.action_dim, self.device = cfg, action_dim, torch.device(device)
         self.encoder = ObservationEncoder(obs_shapes, cfg.proj_dim).to(self.device)
         self.actor = nn.Sequential(
-            nn.Linear(self.encoder.out_dim, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.SiLU(),
-            nn.Linear(cfg.hidden, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.SiLU(),
-            nn.Linear(cfg.hidden, cfg.seq_len * action_dim), nn.Tanh(),
+            nn.Linear(self.encoder.out_dim, cfg.hidden),
+            nn.LayerNorm(cfg.hidden),
+            nn.SiLU(),
+            nn.Linear(cfg.hidden, cfg.hidden),
+            nn.LayerNorm(cfg.hidden),
+            nn.SiLU(),
+            nn.Linear(cfg.hidden, cfg.seq_len * action_dim),
+            nn.Tanh(),
         ).to(self.device)
         self.actor.apply(orthogonal_init)
         params = list(self.encoder.parameters()) + list(self.actor.parameters())

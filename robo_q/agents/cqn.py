@@ -52,7 +52,13 @@ def gather_bins(x: Tensor, idx: Tensor) -> Tensor:
 class CQNAgent:
     """Encoder + coarse-to-fine critic + target critic + optimiser, with act() and update()."""
 
-    def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, cfg: CQNConfig, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        obs_shapes: dict[str, tuple[int, ...]],
+        action_dim: int,
+        cfg: CQNConfig,
+        device: str | torch.device = "cpu",
+    ) -> None:
         self.cfg, self.action_dim, self.device = cfg, action_dim, torch.device(device)
         self.codec = C2FCodec(cfg.levels, cfg.bins)
         head_kwargs = {}
@@ -60,7 +66,9 @@ class CQNAgent:
             head_kwargs = {"atoms" if cfg.head == "c51" else "bins": cfg.atoms, "v_min": cfg.v_min, "v_max": cfg.v_max}
         self.head = make_head(cfg.head, **head_kwargs).to(self.device)
         self.encoder = ObservationEncoder(obs_shapes, cfg.proj_dim).to(self.device)
-        self.critic = C2FCritic(self.encoder.out_dim, action_dim, cfg.levels, cfg.bins, self.head.outputs, cfg.seq_len, cfg.hidden, cfg.gru).to(self.device)
+        self.critic = C2FCritic(
+            self.encoder.out_dim, action_dim, cfg.levels, cfg.bins, self.head.outputs, cfg.seq_len, cfg.hidden, cfg.gru
+        ).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.online_params, self.target_params = list(self.critic.parameters()), list(self.critic_target.parameters())
         params = list(self.encoder.parameters()) + self.online_params
@@ -110,7 +118,9 @@ class CQNAgent:
             _, next_idx, _ = self.greedy(next_features)  # [N, K, L, D]
             next_prev = self.codec.encode(self.codec.decode(next_idx))[1]
             next_logits = self.critic_target(next_features, next_prev.transpose(1, 2), self.all_levels)
-            target = self.head.target(batch["reward"], batch["discount"], gather_bins(next_logits, next_idx.transpose(1, 2)))
+            target = self.head.target(
+                batch["reward"], batch["discount"], gather_bins(next_logits, next_idx.transpose(1, 2))
+            )
 
         idx, prev = (t.transpose(1, 2) for t in self.codec.encode(batch["action"]))  # [N, L, K, D]
         base, adv = self.critic.dueling(features, prev, self.all_levels)  # logits = base + adv [N, L, K, D, B, O]

@@ -90,7 +90,9 @@ class _CategoricalDemoLoss(torch.autograd.Function):
     def forward(ctx, logits: Tensor, idx: Tensor, support: Tensor, margin: float) -> Tensor:
         bins, atoms = logits.shape[-2:]
         scale = 1.0 / ((bins - 1) * idx.numel())
-        to_cdf_q = torch.cat([torch.ones(atoms, atoms, dtype=logits.dtype, device=logits.device).triu_(), support[:, None]], 1)
+        to_cdf_q = torch.cat(
+            [torch.ones(atoms, atoms, dtype=logits.dtype, device=logits.device).triu_(), support[:, None]], 1
+        )
         p = logits.softmax(-1)
         cdf_q = p @ to_cdf_q  # [..., B, atoms + 1]
         demo = F.one_hot(idx, bins).to(p.dtype)[..., None]  # [..., B, 1]
@@ -135,9 +137,7 @@ class C51Head(_CategoricalHead):
 class HLGaussHead(_CategoricalHead):
     """Histogram loss with Gaussian targets (Farebrother et al. 2024, "Stop Regressing")."""
 
-    def __init__(
-        self, bins: int = 51, v_min: float = -2.0, v_max: float = 2.0, sigma_ratio: float = 0.75
-    ) -> None:
+    def __init__(self, bins: int = 51, v_min: float = -2.0, v_max: float = 2.0, sigma_ratio: float = 0.75) -> None:
         width = (v_max - v_min) / bins
         self.outputs, self.v_min, self.v_max = bins, v_min, v_max
         self.support = torch.linspace(v_min + width / 2, v_max - width / 2, bins)

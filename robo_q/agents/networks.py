@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -84,14 +83,21 @@ class ObservationEncoder(nn.Module):
                 cnn = CameraCNN(shape[-1], shape[0])
                 self.cnns[key.replace(".", "_")] = cnn
                 in_dim = cnn.out_dim
-            self.projs[key.replace(".", "_")] = nn.Sequential(nn.Linear(in_dim, proj_dim), nn.LayerNorm(proj_dim), nn.Tanh())
+            self.projs[key.replace(".", "_")] = nn.Sequential(
+                nn.Linear(in_dim, proj_dim), nn.LayerNorm(proj_dim), nn.Tanh()
+            )
         self.aug = RandomShift(shift_pad)
         self.out_dim = proj_dim * len(self.keys)
         self.apply(orthogonal_init)
 
     def single(self, obs: dict[str, np.ndarray], device: torch.device) -> dict[str, Tensor]:
         """One numpy observation -> a batch of one (images stay uint8, the rest float32)."""
-        return {k: torch.as_tensor(obs[k][None] if k.startswith("images.") else obs[k][None].astype("float32"), device=device) for k in self.keys}
+        return {
+            k: torch.as_tensor(
+                obs[k][None] if k.startswith("images.") else obs[k][None].astype("float32"), device=device
+            )
+            for k in self.keys
+        }
 
     @torch.compiler.disable  # eager oneDNN convolutions and pixel gathers beat their compiled versions
     def camera_features(self, name: str, images: Tensor, augment: bool) -> Tensor:
@@ -128,7 +134,11 @@ class DuelingStreams(nn.Module):
         def stacked(*shape: int) -> nn.Parameter:
             return nn.Parameter(torch.empty(streams, *shape))
 
-        self.w_feat, self.w_cond, self.b_in = stacked(feature_dim, hidden), stacked(cond_dim, hidden), stacked(1, hidden)
+        self.w_feat, self.w_cond, self.b_in = (
+            stacked(feature_dim, hidden),
+            stacked(cond_dim, hidden),
+            stacked(1, hidden),
+        )
         self.w_mid, self.b_mid = stacked(hidden, hidden), stacked(1, hidden)
         self.ln = nn.ParameterList([stacked(1, hidden) for _ in range(4)])  # gain, bias for both norms
         if gru:
@@ -164,7 +174,11 @@ class DuelingStreams(nn.Module):
                 reset, update = torch.sigmoid(gi[..., : 2 * h] + gh[..., : 2 * h]).chunk(2, -1)
                 candidate = torch.tanh(torch.addcmul(gi[..., 2 * h :], reset, gh[..., 2 * h :]))
                 # h' = (1 - z) * n + z * h, written without lerp (exports as three plain ops)
-                state = candidate - update * candidate if state is None else torch.addcmul(candidate, update, state - candidate)
+                state = (
+                    candidate - update * candidate
+                    if state is None
+                    else torch.addcmul(candidate, update, state - candidate)
+                )
                 outputs.append(state)
             x = torch.stack(outputs, 2)
         return x.reshape(s, n, levels, k, h)
@@ -178,7 +192,17 @@ class C2FCritic(nn.Module):
     combined as dueling ``V + A - mean_bins(A)`` in logit space.
     """
 
-    def __init__(self, feature_dim: int, action_dim: int, levels: int, bins: int, outputs: int, seq_len: int, hidden: int, gru: bool) -> None:
+    def __init__(
+        self,
+        feature_dim: int,
+        action_dim: int,
+        levels: int,
+        bins: int,
+        outputs: int,
+        seq_len: int,
+        hidden: int,
+        gru: bool,
+    ) -> None:
         super().__init__()
         self.action_dim, self.levels, self.bins, self.outputs, self.seq_len = action_dim, levels, bins, outputs, seq_len
         cond_dim = action_dim + seq_len + levels

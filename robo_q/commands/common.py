@@ -7,7 +7,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 
-def env_settings(cfg: DictConfig) -> dict[str, Any]:
+def env_kwargs(cfg: DictConfig) -> dict[str, Any]:
     """The ``env`` config group as keyword arguments for ``sim.make_env``."""
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from robo_q.collect import collect_demos, store_for_env
-from robo_q.commands.common import env_settings, print_summary
+from robo_q.commands.common import env_kwargs, print_summary
 from robo_q.data import EpisodeStore
-from robo_q.replay import check_mode, replay_store
+from robo_q.data.collect import collect_demos, store_for_env
+from robo_q.data.sim_replay import check_mode, replay_store
 from robo_q.rundir import make_run_dir, save_config, slug
 from sim import make_env
 from sim.experts import make_expert
@@ -19,11 +19,18 @@ from sim.experts import make_expert
 def collect(cfg: DictConfig) -> int:
     """Collect expert demonstrations for a task into a zarr episode store."""
     out = cfg.out or f"demos/{slug(cfg.task.partition('/')[2])}.zarr"
-    with make_env(cfg.task, **env_settings(cfg.env)) as env:
+    with make_env(cfg.task, **env_kwargs(cfg.env)) as env:
         expert = make_expert(env)
         store = store_for_env(env, out, source="expert", append=cfg.append, overwrite=cfg.overwrite)
         report = collect_demos(
-            env, expert, store, episodes=cfg.episodes, seed=cfg.seed, keep_failed=cfg.keep_failed, max_attempts=cfg.max_attempts, progress=cfg.progress
+            env,
+            expert,
+            store,
+            episodes=cfg.episodes,
+            seed=cfg.seed,
+            keep_failed=cfg.keep_failed,
+            max_attempts=cfg.max_attempts,
+            progress=cfg.progress,
         )
     print_summary(
         "demos collect",
@@ -31,13 +38,19 @@ def collect(cfg: DictConfig) -> int:
             "task": report.task,
             "store": report.path,
             "episodes kept": f"{report.kept} (store now holds {store.num_episodes})",
-            "expert success": f"{report.expert_success_rate:.1%} ({report.expert_successes}/{report.attempts} attempts)",
+            "expert success": (
+                f"{report.expert_success_rate:.1%} ({report.expert_successes}/{report.attempts} attempts)"
+            ),
             "steps": report.steps,
             "time": f"{report.seconds:.1f} s ({report.attempts / max(report.seconds, 1e-9):.2f} episodes/s)",
         },
     )
     if report.kept < cfg.episodes:
-        print(f"warning: kept only {report.kept} of {cfg.episodes} episodes after {report.attempts} attempts (raise max_attempts or set keep_failed=true)", file=sys.stderr)
+        print(
+            f"warning: kept only {report.kept} of {cfg.episodes} episodes after {report.attempts} attempts "
+            "(raise max_attempts or set keep_failed=true)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -70,7 +83,9 @@ def info(cfg: DictConfig) -> int:
     if cfg.episodes:
         print("\n  episode  seed      length  success  source")
         for i in range(store.num_episodes):
-            print(f"  {i:7d}  {meta['seed'][i]:<8d}  {lengths[i]:6d}  {bool(meta['success'][i])!s:7}  {meta['source'][i]}")
+            print(
+                f"  {i:7d}  {meta['seed'][i]:<8d}  {lengths[i]:6d}  {bool(meta['success'][i])!s:7}  {meta['source'][i]}"
+            )
     return 0
 
 
@@ -80,7 +95,15 @@ def replay(cfg: DictConfig) -> int:
     store = EpisodeStore.open(cfg.path)
     run_dir = make_run_dir(f"replay-{cfg.mode}", Path(cfg.path).stem, cfg.out)
     save_config(cfg, run_dir)
-    report = replay_store(store, mode=cfg.mode, out_dir=run_dir, video=cfg.video, video_episodes=cfg.video_episodes, episodes=cfg.episodes, progress=cfg.progress)
+    report = replay_store(
+        store,
+        mode=cfg.mode,
+        out_dir=run_dir,
+        video=cfg.video,
+        video_episodes=cfg.video_episodes,
+        episodes=cfg.episodes,
+        progress=cfg.progress,
+    )
     print_replay_summary(report, run_dir)
     return 0
 
@@ -99,4 +122,3 @@ def print_replay_summary(report: dict, run_dir: Path) -> None:
     if videos:
         rows["videos"] = f"{len(videos)} in {Path(videos[0]).parent}"
     print_summary(f"demos replay ({report['mode']})", rows)
-

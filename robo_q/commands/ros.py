@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from robo_q.commands.common import env_settings, print_summary
+from robo_q.commands.common import env_kwargs, print_summary
 
 
 def sim_bridge(cfg: DictConfig) -> int:
@@ -13,8 +13,18 @@ def sim_bridge(cfg: DictConfig) -> int:
     from ros_nodes.sim_bridge import SimBridge
 
     runner.init()
-    bridge = SimBridge(cfg.task, env_settings(cfg.env), mode=cfg.mode, rate=cfg.rate, seed=cfg.seed, episodes=cfg.episodes, results=cfg.results)
-    bridge.get_logger().info(f"{cfg.task}: {cfg.mode} at {1 / bridge.period:.1f} Hz; commands on /policy_controller/commands")
+    bridge = SimBridge(
+        cfg.task,
+        env_kwargs(cfg.env),
+        mode=cfg.mode,
+        rate=cfg.rate,
+        seed=cfg.seed,
+        episodes=cfg.episodes,
+        results=cfg.results,
+    )
+    bridge.get_logger().info(
+        f"{cfg.task}: {cfg.mode} at {1 / bridge.period:.1f} Hz; commands on /policy_controller/commands"
+    )
     interrupted = runner.spin(bridge, until=lambda: bridge.done, on_exit=bridge.finish)
     results = bridge.results
     print_summary(
@@ -44,7 +54,10 @@ def deploy(cfg: DictConfig) -> int:
     runner.init(ros_args)
     node = PolicyNode(cfg.node_name)
     if cfg.autostart:
-        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS or node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+        if (
+            node.trigger_configure() != TransitionCallbackReturn.SUCCESS
+            or node.trigger_activate() != TransitionCallbackReturn.SUCCESS
+        ):
             node.destroy_node()
             rclpy.shutdown()
             raise ValueError(f"the policy node did not start with bundle={cfg.bundle} (see the errors above)")
@@ -57,7 +70,15 @@ def deploy(cfg: DictConfig) -> int:
         node.flush()
 
     interrupted = runner.spin(node, on_exit=stop)
-    print_summary("deploy", {"bundle": cfg.bundle, "ticks": node.stats["ticks"], "rejected inputs": node.stats["rejected"], "stopped by": "Ctrl-C" if interrupted else "shutdown"})
+    print_summary(
+        "deploy",
+        {
+            "bundle": cfg.bundle,
+            "ticks": node.stats["ticks"],
+            "rejected inputs": node.stats["rejected"],
+            "stopped by": "Ctrl-C" if interrupted else "shutdown",
+        },
+    )
     return 0
 
 
@@ -66,13 +87,17 @@ def record(cfg: DictConfig) -> int:
     from pathlib import Path
 
     from ros_nodes import runner
-    from ros_nodes.recorder import Recorder
+    from ros_nodes.topic_recorder import TopicRecorder
 
     runner.init()
-    recorder = Recorder(Path(cfg.out), list(cfg.topics), cfg.task, env_settings(cfg.env) if cfg.task else None)
+    recorder = TopicRecorder(Path(cfg.out), list(cfg.topics), cfg.task, env_kwargs(cfg.env) if cfg.task else None)
     done = (lambda: recorder.episodes >= cfg.episodes) if cfg.episodes else (lambda: False)
     interrupted = runner.spin(recorder, until=done, on_exit=recorder.close)
-    rows = {"log": f"{cfg.out}/log", "messages": recorder.counts, "stopped by": "Ctrl-C" if interrupted else "episodes done"}
+    rows = {
+        "log": f"{cfg.out}/log",
+        "messages": recorder.counts,
+        "stopped by": "Ctrl-C" if interrupted else "episodes done",
+    }
     if recorder.store is not None:
         rows["episodes"] = f"{recorder.store.num_episodes} in {cfg.out}/episodes.zarr"
     print_summary("record", rows)
@@ -89,7 +114,13 @@ def logs_replay(cfg: DictConfig) -> int:
     if cfg.mode == "bundle":
         if not cfg.bundle:
             raise ValueError("mode=bundle needs bundle=<bundle dir>")
-        report = log_replay.replay_log(cfg.path, cfg.bundle, backend=cfg.backend, observation_topic=cfg.observation_topic, command_topic=cfg.command_topic)
+        report = log_replay.replay_log(
+            cfg.path,
+            cfg.bundle,
+            backend=cfg.backend,
+            observation_topic=cfg.observation_topic,
+            command_topic=cfg.command_topic,
+        )
         default = "log_replay.json"
     elif cfg.mode == "commands":
         from ros_nodes import runner
@@ -108,5 +139,12 @@ def logs_replay(cfg: DictConfig) -> int:
         raise ValueError(f"mode must be bundle or commands, got {cfg.mode!r}")
     out = Path(cfg.out or Path(cfg.path) / default)
     out.write_text(json.dumps(report, indent=2))
-    print_summary(f"logs replay ({cfg.mode})", {**{k: v for k, v in report.items() if k != "episodes"}, "episodes": len(report["episodes"]) if isinstance(report["episodes"], list) else report["episodes"], "report": str(out)})
+    print_summary(
+        f"logs replay ({cfg.mode})",
+        {
+            **{k: v for k, v in report.items() if k != "episodes"},
+            "episodes": len(report["episodes"]) if isinstance(report["episodes"], list) else report["episodes"],
+            "report": str(out),
+        },
+    )
     return 0

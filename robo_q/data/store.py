@@ -1,4 +1,4 @@
-"""The zarr episode store (DESIGN.md section 3).
+"""The zarr episode store.
 
 Layout (zarr format 2, readable by zarr 2 and 3)::
 
@@ -33,7 +33,7 @@ FORMAT = "robo_q.episodes"
 FORMAT_VERSION = 1
 ROW_CHUNK = 4096
 SOURCES = ("expert", "policy", "ros", "teleop")
-STEP_KEYS = ("action", "reward", "success", "terminated", "sim_state")
+STEP_ARRAYS = ("action", "reward", "success", "terminated", "sim_state")
 _FLOAT_KEYS = ("observation.state", "action", "reward", "sim_state")
 
 
@@ -100,7 +100,9 @@ class EpisodeStore:
             raise StoreError(f"source must be one of {SOURCES}, got {source!r}")
         if path.exists():
             if not overwrite:
-                raise StoreError(f"{path} already exists (pass append=true to add episodes, overwrite=true to replace it)")
+                raise StoreError(
+                    f"{path} already exists (pass append=true to add episodes, overwrite=true to replace it)"
+                )
             shutil.rmtree(path)
         observation_spec = {k: {"shape": list(v["shape"]), "dtype": _obs_dtype(k)} for k, v in observation_spec.items()}
         group = zarr.open_group(store=LocalStore(path), mode="w-", zarr_format=2)
@@ -110,7 +112,9 @@ class EpisodeStore:
             shape, dtype = tuple(spec["shape"]), _obs_dtype(key)
             chunks = (1, *shape) if key.startswith("images.") else (ROW_CHUNK, *shape)
             data.create_array(f"observation.{key}", shape=(0, *shape), chunks=chunks, dtype=dtype, fill_value=0)
-            meta.create_array(f"final_observation.{key}", shape=(0, *shape), chunks=(1, *shape), dtype=dtype, fill_value=0)
+            meta.create_array(
+                f"final_observation.{key}", shape=(0, *shape), chunks=(1, *shape), dtype=dtype, fill_value=0
+            )
         for key, shape, dtype in [
             ("action", (action_dim,), "float32"),
             ("reward", (), "float32"),
@@ -126,7 +130,9 @@ class EpisodeStore:
             ("episode_source", (), "<U16"),
             ("initial_state", (state_dim,), "float64"),
         ]:
-            meta.create_array(key, shape=(0, *shape), chunks=(ROW_CHUNK, *shape), dtype=dtype, fill_value=0 if dtype != "<U16" else "")
+            meta.create_array(
+                key, shape=(0, *shape), chunks=(ROW_CHUNK, *shape), dtype=dtype, fill_value=0 if dtype != "<U16" else ""
+            )
         group.attrs.update(
             {
                 "format": FORMAT,
@@ -139,7 +145,7 @@ class EpisodeStore:
                 "env_config": env_config,
                 "simulator": simulator,
                 "source": source,
-                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             }
         )
         return cls(group, path, writable=True)
@@ -158,10 +164,13 @@ class EpisodeStore:
         except Exception as err:  # zarr raises several unrelated types for unreadable metadata
             raise StoreError(f"{path}: not a readable zarr store ({type(err).__name__}: {err})") from err
         if attrs.get("format") != FORMAT:
-            raise StoreError(f"{path}: a zarr store but not a robo_q episode store (its 'format' attribute is not {FORMAT!r})")
+            raise StoreError(
+                f"{path}: a zarr store but not a robo_q episode store (its 'format' attribute is not {FORMAT!r})"
+            )
         if int(attrs.get("format_version", -1)) > FORMAT_VERSION:
             raise StoreError(
-                f"{path}: format version {attrs['format_version']} is newer than this robo_q reads ({FORMAT_VERSION}); upgrade robo_q"
+                f"{path}: format version {attrs['format_version']} is newer than this robo_q reads "
+                f"({FORMAT_VERSION}); upgrade robo_q"
             )
         store = cls(group, path, writable=mode == "a")
         if store.writable:
@@ -187,7 +196,7 @@ class EpisodeStore:
 
     @property
     def data_keys(self) -> list[str]:
-        return [f"observation.{k}" for k in self.observation_keys] + list(STEP_KEYS)
+        return [f"observation.{k}" for k in self.observation_keys] + list(STEP_ARRAYS)
 
     def array_spec(self, key: str) -> tuple[tuple[int, ...], np.dtype]:
         """Per-step shape and dtype of ``data/<key>``."""
@@ -205,7 +214,7 @@ class EpisodeStore:
         start, end = self.episode_bounds(index)
         index %= self._n
         obs_keys = self.observation_keys if observation_keys is None else observation_keys
-        keys = [f"observation.{k}" for k in obs_keys] + list(STEP_KEYS)
+        keys = [f"observation.{k}" for k in obs_keys] + list(STEP_ARRAYS)
         steps = {key: self._read(f"data/{key}", slice(start, end)) for key in keys}
         final = {key: self._read(f"meta/final_observation.{key}", index) for key in obs_keys}
         return Episode(
@@ -233,7 +242,14 @@ class EpisodeStore:
         }
 
     # -- writing ----------------------------------------------------------------------------------
-    def append_episode(self, steps: dict[str, np.ndarray], final_observation: dict[str, np.ndarray], *, seed: int, source: str | None = None) -> int:
+    def append_episode(
+        self,
+        steps: dict[str, np.ndarray],
+        final_observation: dict[str, np.ndarray],
+        *,
+        seed: int,
+        source: str | None = None,
+    ) -> int:
         """Validate and append one episode; it becomes visible only once fully written."""
         if not self.writable:
             raise StoreError(f"{self.path}: opened read-only")
@@ -261,7 +277,9 @@ class EpisodeStore:
         try:
             return np.asarray(self._group[name][index])
         except Exception as err:  # codec, JSON and missing-key errors all mean the same here
-            raise StoreError(f"{self.path}: cannot read {name}[{index}]: the store is corrupt ({type(err).__name__}: {err})") from err
+            raise StoreError(
+                f"{self.path}: cannot read {name}[{index}]: the store is corrupt ({type(err).__name__}: {err})"
+            ) from err
 
     def _array_lengths(self) -> dict[str, int]:
         names = [f"data/{k}" for k in self.data_keys]
@@ -272,7 +290,9 @@ class EpisodeStore:
             try:
                 lengths[name] = int(self._group[name].shape[0])
             except Exception as err:
-                raise StoreError(f"{self.path}: array {name} is missing or unreadable: the store is corrupt ({err})") from err
+                raise StoreError(
+                    f"{self.path}: array {name} is missing or unreadable: the store is corrupt ({err})"
+                ) from err
         return lengths
 
     def _validate(self) -> None:
@@ -282,12 +302,17 @@ class EpisodeStore:
             ends = ends[:-1]
         bad = np.flatnonzero(np.diff(ends, prepend=0) <= 0)
         if len(bad):
-            raise StoreError(f"{self.path}: meta/episode_ends is not increasing at episode {bad[0]}: the store is corrupt")
+            raise StoreError(
+                f"{self.path}: meta/episode_ends is not increasing at episode {bad[0]}: the store is corrupt"
+            )
         self._ends, self._n = ends, len(ends)
         for name, length in self._array_lengths().items():
             need = self.num_steps if name.startswith("data/") else self._n
             if length < need:
-                raise StoreError(f"{self.path}: {name} has {length} rows but the committed episodes need {need}: the store is corrupt")
+                raise StoreError(
+                    f"{self.path}: {name} has {length} rows but the committed episodes need {need}: "
+                    "the store is corrupt"
+                )
 
     def _trim_uncommitted(self) -> None:
         """Drop what an interrupted append wrote past the last committed episode."""
@@ -300,7 +325,9 @@ class EpisodeStore:
         for partial in self.path.rglob("*.partial"):
             partial.unlink()
 
-    def _check_episode(self, steps: dict[str, np.ndarray], final_observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _check_episode(
+        self, steps: dict[str, np.ndarray], final_observation: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
         missing = set(self.data_keys) - set(steps)
         if missing:
             raise StoreError(f"episode is missing keys {sorted(missing)}")

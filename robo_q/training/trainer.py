@@ -6,7 +6,6 @@ TensorBoard events (tb/), eval videos, checkpoints/ (``resume=<run>`` continues 
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from collections import deque
@@ -15,86 +14,23 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
-from robo_q.agents import Agent, make_agent
-from robo_q.agents.replay import EpisodeReplay
-from robo_q.checkpoint import CheckpointError, check_compatible, load_buffers, load_weights, read_meta, save_checkpoint
-from robo_q.collect import collect_demos, store_for_env
-from robo_q.data import EpisodeRecorder, EpisodeStore, StoreError
-from policies.schedule import SequencePolicy
+from robo_q.agents import make_agent, sequence_policy
+from robo_q.agents.replay_buffer import ReplayBuffer
+from robo_q.checkpoint import check_compatible, load_buffers, load_weights, read_meta, save_checkpoint
+from robo_q.data import EpisodeBuilder, EpisodeStore, StoreError
+from robo_q.data.collect import collect_demos, store_for_env
+from robo_q.device import resolve_device
 from robo_q.evaluate import evaluate
-from robo_q.rundir import make_run_dir, save_config
-from sim import MujocoEnv, default_camera, make_env
+from robo_q.rundir import CSVLog, make_run_dir, save_config
+from robo_q.training.settings import agent_settings, observation_shapes, run_env_settings
+from sim import MujocoEnv, make_env
 from sim.experts import has_expert, make_expert
 
 TRAIN_COLUMNS = ["step", "episodes", "updates", "fps", "critic_loss", "demo_loss", "bc_loss", "q", "train_success"]
 EVAL_COLUMNS = ["step", "success_rate", "mean_return", "mean_length", "episodes"]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device=cuda but no CUDA device is available (use device=auto or cpu)")
-    return torch.device(name)
-
-
-def env_settings(cfg: DictConfig) -> dict[str, Any]:
-    """The env settings for this run: the env group plus the cameras of ``obs=pixels``."""
-    settings = OmegaConf.to_container(cfg.env, resolve=True)
-    if cfg.obs == "pixels":
-        settings["cameras"] = list(cfg.pixels.cameras or [default_camera(cfg.task)])
-        settings["image_size"] = cfg.pixels.image_size
-    elif cfg.obs != "state":
-        raise ValueError(f"obs must be state or pixels, got {cfg.obs!r}")
-    return settings
-
-
-def agent_settings(cfg: DictConfig, env: MujocoEnv) -> dict[str, Any]:
-    """The resolved agent config, with the value range chosen from the reward mode when null."""
-    settings = OmegaConf.to_container(cfg.agent, resolve=True)
-    settings.pop("presets", None)
-    sparse = env.reward_mode == "sparse"
-    settings["v_min"] = settings.get("v_min") if settings.get("v_min") is not None else (-2.0 if sparse else 0.0)
-    settings["v_max"] = settings.get("v_max") if settings.get("v_max") is not None else (2.0 if sparse else 200.0)
-    return settings
-
-
-def observation_shapes(env: MujocoEnv, obs_mode: str, frame_stack: int) -> dict[str, tuple[int, ...]]:
-    """Encoder inputs: the state vector, or every camera with ``frame_stack`` frames on channels."""
-    shapes = {}
-    for key, spec in env.observation_spec.items():
-        if obs_mode == "state" and key == "state":
-            shapes[key] = tuple(spec["shape"])
-        elif obs_mode == "pixels" and key.startswith("images."):
-            h, w, c = spec["shape"]
-            shapes[key] = (h, w, c * frame_stack)
-    return shapes
-
-
-def sequence_policy(agent: Agent, settings: dict[str, Any], explore: bool) -> SequencePolicy:
-    return SequencePolicy(
-        lambda obs: agent.act(obs, explore=explore),
-        settings["seq_len"],
-        settings.get("execution", "ensemble"),
-        settings.get("ensemble_gain", 0.01),
-        settings.get("frame_stack", 1),
-    )
-
-
-class _CSV:
-    def __init__(self, path: Path, columns: list[str]) -> None:
-        new = not path.exists()
-        self._file = path.open("a", newline="")
-        self._writer = csv.DictWriter(self._file, columns, extrasaction="ignore")
-        if new:
-            self._writer.writeheader()
-
-    def write(self, row: dict[str, Any]) -> None:
-        self._writer.writerow(row)
-        self._file.flush()
 
 
 def demo_store(cfg: DictConfig, env: MujocoEnv, run_dir: Path) -> EpisodeStore:
@@ -132,7 +68,7 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
-        settings = env_settings(cfg)
+        settings = run_env_settings(cfg)
         self.env = make_env(cfg.task, **settings)
         self.eval_env = make_env(cfg.task, **settings)
         self.store = demo_store(cfg, self.env, self.run_dir)
@@ -142,8 +78,15 @@ class Trainer:
         obs_shapes = observation_shapes(self.env, cfg.obs, frame_stack)
         self.agent = make_agent(cfg.agent.name, self.agent_cfg, obs_shapes, self.env.action_dim, self.device)
         obs_keys = sorted(obs_shapes)
-        buffer_args = (obs_keys, self.env.action_dim, self.agent_cfg["seq_len"], self.agent_cfg["nstep"], self.agent_cfg["gamma"], frame_stack)
-        self.buffers = {"replay": EpisodeReplay(*buffer_args), "demos": EpisodeReplay(*buffer_args)}
+        buffer_args = (
+            obs_keys,
+            self.env.action_dim,
+            self.agent_cfg["seq_len"],
+            self.agent_cfg["nstep"],
+            self.agent_cfg["gamma"],
+            frame_stack,
+        )
+        self.buffers = {"replay": ReplayBuffer(*buffer_args), "demos": ReplayBuffer(*buffer_args)}
         self.meta = {
             "task": cfg.task,
             "obs": cfg.obs,
@@ -152,7 +95,12 @@ class Trainer:
             "obs_shapes": {k: list(v) for k, v in obs_shapes.items()},
             "action_dim": self.env.action_dim,
             "control_dt": self.env.control_dt,
-            "action": {"low": self.env.action_low.tolist(), "high": self.env.action_high.tolist(), "names": list(self.env.action_names), "units": self.env.action_units},
+            "action": {
+                "low": self.env.action_low.tolist(),
+                "high": self.env.action_high.tolist(),
+                "names": list(self.env.action_names),
+                "units": self.env.action_units,
+            },
             "observation_spec": {k: v for k, v in self.env.observation_spec.items() if k in obs_shapes},
         }
         self.step = self.episodes = self.updates = 0
@@ -163,8 +111,8 @@ class Trainer:
             self._restore(meta)
         self.policy = sequence_policy(self.agent, self.agent_cfg, explore=True)
         self.eval_policy = sequence_policy(self.agent, self.agent_cfg, explore=False)
-        self.train_csv = _CSV(self.run_dir / "train.csv", TRAIN_COLUMNS)
-        self.eval_csv = _CSV(self.run_dir / "eval.csv", EVAL_COLUMNS)
+        self.train_csv = CSVLog(self.run_dir / "train.csv", TRAIN_COLUMNS)
+        self.eval_csv = CSVLog(self.run_dir / "eval.csv", EVAL_COLUMNS)
         from torch.utils.tensorboard import SummaryWriter  # slow import: only for real runs
 
         self.tb = SummaryWriter(str(self.run_dir / "tb"))
@@ -183,8 +131,13 @@ class Trainer:
     # -- one gradient step ------------------------------------------------------------------------
     def update(self) -> dict[str, float]:
         online = self.agent_cfg["batch_size"] if len(self.buffers["replay"]) else 0
-        parts = ([self.buffers["replay"].sample(online, self.rng)] if online else []) + [self.buffers["demos"].sample(self.agent_cfg["demo_batch_size"], self.rng)]
-        batch = {k: torch.as_tensor(np.concatenate([p[k] for p in parts])).to(self.device, non_blocking=True) for k in parts[0]}
+        parts = ([self.buffers["replay"].sample(online, self.rng)] if online else []) + [
+            self.buffers["demos"].sample(self.agent_cfg["demo_batch_size"], self.rng)
+        ]
+        batch = {
+            k: torch.as_tensor(np.concatenate([p[k] for p in parts])).to(self.device, non_blocking=True)
+            for k in parts[0]
+        }
         self.updates += 1
         return self.agent.update(batch, self.agent_cfg["demo_batch_size"])
 
@@ -192,13 +145,25 @@ class Trainer:
     def evaluate_and_checkpoint(self) -> None:
         cfg = self.cfg
         video_dir = self.run_dir / "videos" / f"step_{self.step:08d}" if cfg.eval.video else None
-        result = evaluate(self.eval_policy, self.eval_env, cfg.eval.episodes, video_dir=video_dir, video_episodes=cfg.eval.video_episodes)
+        result = evaluate(
+            self.eval_policy,
+            self.eval_env,
+            cfg.eval.episodes,
+            video_dir=video_dir,
+            video_episodes=cfg.eval.video_episodes,
+        )
         self.last_eval = {"step": self.step, **result}
         self.eval_csv.write({"step": self.step, **result})
         for key in ("success_rate", "mean_return"):
             self.tb.add_scalar(f"eval/{key}", result[key], self.step)
         (self.run_dir / "eval_info.json").write_text(json.dumps(self.last_eval, indent=2))
-        meta = {**self.meta, "episodes": self.episodes, "updates": self.updates, "numpy_rng": self.rng.bit_generator.state, "eval": {k: v for k, v in result.items() if k != "per_episode"}}
+        meta = {
+            **self.meta,
+            "episodes": self.episodes,
+            "updates": self.updates,
+            "numpy_rng": self.rng.bit_generator.state,
+            "eval": {k: v for k, v in result.items() if k != "per_episode"},
+        }
         save_checkpoint(self.run_dir / "checkpoints", self.step, self.agent, meta, self.buffers)
 
     def _log(self, metrics: dict[str, float], fps: float) -> None:
@@ -215,10 +180,12 @@ class Trainer:
         total, every = cfg.train.steps, cfg.eval.every
         next_eval = (self.step // every + 1) * every
         metrics: dict[str, float] = {}
-        obs, recorder = None, EpisodeRecorder()
+        obs, recorder = None, EpisodeBuilder()
         start, start_step = time.perf_counter(), self.step
         desc = f"train {cfg.agent.name} {cfg.task}" + (" (offline)" if cfg.train.offline else "")
-        with tqdm(total=total, initial=self.step, desc=desc, unit="step", disable=not cfg.progress, mininterval=1.0) as bar:
+        with tqdm(
+            total=total, initial=self.step, desc=desc, unit="step", disable=not cfg.progress, mininterval=1.0
+        ) as bar:
             while self.step < total:
                 if not cfg.train.offline:
                     if obs is None:
@@ -256,16 +223,10 @@ class Trainer:
         if self.last_eval is None or self.last_eval["step"] != self.step:
             self.evaluate_and_checkpoint()
         self.tb.close()
-        return {"run_dir": str(self.run_dir), "steps": self.step, "episodes": self.episodes, "updates": self.updates, "eval": self.last_eval}
-
-
-def load_agent(checkpoint: str | Path, device: str = "auto") -> tuple[Agent, dict[str, Any]]:
-    """The agent stored in a checkpoint (built from its own metadata, uncompiled) and that metadata."""
-    meta = read_meta(checkpoint)
-    shapes = {k: tuple(v) for k, v in meta["obs_shapes"].items()}
-    try:
-        agent = make_agent(meta["agent"]["name"], {**meta["agent"], "compile": False}, shapes, meta["action_dim"], resolve_device(device))
-    except (KeyError, TypeError) as err:
-        raise CheckpointError(f"{meta['path']}: incomplete metadata ({err})") from err
-    load_weights(meta["path"], agent)
-    return agent, meta
+        return {
+            "run_dir": str(self.run_dir),
+            "steps": self.step,
+            "episodes": self.episodes,
+            "updates": self.updates,
+            "eval": self.last_eval,
+        }

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from robo_q.data import EpisodeRecorder, EpisodeStore, StoreError
+from robo_q.data import EpisodeBuilder, EpisodeStore, StoreError
 from robo_q.rollout import rollout
 from sim.base import MujocoEnv
 from sim.experts import Expert
@@ -32,7 +32,9 @@ class CollectReport:
         return {**asdict(self), "expert_success_rate": self.expert_success_rate}
 
 
-def store_for_env(env: MujocoEnv, path: str | Path, *, source: str, append: bool = False, overwrite: bool = False) -> EpisodeStore:
+def store_for_env(
+    env: MujocoEnv, path: str | Path, *, source: str, append: bool = False, overwrite: bool = False
+) -> EpisodeStore:
     """Create a store for ``env``'s episodes, or open an existing one to append to (it must match)."""
     path = Path(path)
     if append and path.exists():
@@ -40,7 +42,10 @@ def store_for_env(env: MujocoEnv, path: str | Path, *, source: str, append: bool
         theirs = (store.task, store.attrs["env_config"])
         ours = (env.task, env.config)
         if theirs != ours:
-            raise StoreError(f"{path} holds {theirs[0]} episodes with env settings {theirs[1]}; cannot append {ours[0]} with {ours[1]}")
+            raise StoreError(
+                f"{path} holds {theirs[0]} episodes with env settings {theirs[1]}; "
+                f"cannot append {ours[0]} with {ours[1]}"
+            )
         return store
     return EpisodeStore.create(
         path,
@@ -81,7 +86,7 @@ def collect_demos(
             used.add(ep_seed)
             attempts += 1
             expert.reset()
-            recorder = EpisodeRecorder()
+            recorder = EpisodeBuilder()
             result = rollout(env, expert.act, seed=ep_seed, recorder=recorder)
             successes += result.success
             if result.success or keep_failed:

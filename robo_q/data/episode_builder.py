@@ -9,7 +9,7 @@ from robo_q.data.store import EpisodeStore
 Obs = dict[str, np.ndarray]
 
 
-class EpisodeRecorder:
+class EpisodeBuilder:
     """Row t holds observation o_t and sim state s_t, then the action a_t and its outcome."""
 
     def __init__(self) -> None:
@@ -21,7 +21,15 @@ class EpisodeRecorder:
         self._rows = {}
         self._obs, self._state = obs, sim_state
 
-    def record(self, action: np.ndarray, reward: float, success: bool, terminated: bool, next_obs: Obs, next_sim_state: np.ndarray) -> None:
+    def record(
+        self,
+        action: np.ndarray,
+        reward: float,
+        success: bool,
+        terminated: bool,
+        next_obs: Obs,
+        next_sim_state: np.ndarray,
+    ) -> None:
         if self._obs is None:
             raise RuntimeError("call start() before record()")
         row = {f"observation.{k}": v for k, v in self._obs.items()}

@@ -14,7 +14,7 @@ import numpy as np
 
 from robo_q.data import EpisodeStore
 
-STEP_KEYS = ("action", "reward", "terminated")
+TRANSITION_ARRAYS = ("action", "reward", "terminated")
 
 
 def _dtype(key: str) -> type:
@@ -35,7 +35,7 @@ def _stack_frames(frames: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out.reshape(*out.shape[:3], -1)
 
 
-class EpisodeReplay:
+class ReplayBuffer:
     """In-memory episode replay for Q-learning with action sequences, n-step returns and frame stacking."""
 
     def __init__(
@@ -52,7 +52,7 @@ class EpisodeReplay:
             raise ValueError("action_dim, seq_len, nstep, frame_stack and capacity must be >= 1 and gamma in [0, 1]")
         self.obs_keys, self.action_dim, self.seq_len, self.nstep = list(obs_keys), action_dim, seq_len, nstep
         self.gamma, self.frame_stack, self.capacity = gamma, frame_stack, capacity
-        self._keys = [f"obs.{k}" for k in self.obs_keys] + list(STEP_KEYS)
+        self._keys = [f"obs.{k}" for k in self.obs_keys] + list(TRANSITION_ARRAYS)
         self._ahead = np.arange(max(seq_len, nstep))
         self._history = np.arange(1 - frame_stack, 1)
         self._gamma_pow = gamma ** np.arange(nstep + 1)
@@ -77,8 +77,11 @@ class EpisodeReplay:
         length = len(steps["action"])
         if not 1 <= length <= self.capacity:
             raise ValueError(f"episode length {length} must be in [1, capacity={self.capacity}]")
-        rows = {f"obs.{k}": np.concatenate([steps[f"observation.{k}"], np.asarray(final_observation[k])[None]]) for k in self.obs_keys}
-        rows.update({k: steps[k] for k in STEP_KEYS})
+        rows = {
+            f"obs.{k}": np.concatenate([steps[f"observation.{k}"], np.asarray(final_observation[k])[None]])
+            for k in self.obs_keys
+        }
+        rows.update({k: steps[k] for k in TRANSITION_ARRAYS})
         rows = {k: np.asarray(v).astype(_dtype(k), copy=False) for k, v in rows.items()}
         if not self._buf:
             self._buf = {k: np.zeros((0, *v.shape[1:]), v.dtype) for k, v in rows.items()}
@@ -172,7 +175,9 @@ class EpisodeReplay:
         if set(state) != {*keys, "episode_lengths"}:
             raise ValueError(f"state keys {sorted(state)} do not match this replay's {sorted(keys)} + episode_lengths")
         rows = int((lengths + 1).sum())
-        if any(len(state[k]) != rows for k in keys) or (len(lengths) and state["action"].shape[1:] != (self.action_dim,)):
+        if any(len(state[k]) != rows for k in keys) or (
+            len(lengths) and state["action"].shape[1:] != (self.action_dim,)
+        ):
             raise ValueError(f"state arrays must have {rows} rows and actions of size {self.action_dim}")
         self._clear()
         self._buf = {k: np.array(state[k], _dtype(k)) for k in keys}

@@ -4,8 +4,8 @@ The MCAP log (``<out>/log``, written with ``rosbags``) stores each subscribed to
 bytes as received. With a ``task``, the session's observations and commands also become episodes
 in the project's store format (``<out>/episodes.zarr``, source ``ros``): row t pairs observation
 o_t with the last command before o_{t+1}; episodes are cut at ``/sim/episode`` and
-``/sim/episode_result``, which carries the final observation (what `roboq sim-bridge` publishes). ROS recordings carry no simulator
-state, so their ``sim_state`` is empty.
+``/sim/episode_result``, which carries the final observation (what `roboq sim-bridge` publishes).
+ROS recordings carry no simulator state, so their ``sim_state`` is empty.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def ros_type_name(msg_cls) -> str:
     return f"{msg_cls.__module__.split('.')[0]}/msg/{msg_cls.__name__}"
 
 
-class Recorder(Node):
+class TopicRecorder(Node):
     def __init__(self, out: Path, topics: list[str], task: str | None = None, env_settings: dict | None = None) -> None:
         super().__init__("robo_q_recorder")
         unknown = [t for t in topics if t not in DEFAULT_TOPICS]
@@ -63,8 +63,16 @@ class Recorder(Node):
                 self.low, self.high = env.action_low, env.action_high
                 spec = {"state": env.observation_spec["state"]}
                 self.store = EpisodeStore.create(
-                    out / "episodes.zarr", task=env.task, control_dt=env.control_dt, action_low=env.action_low, action_high=env.action_high,
-                    observation_spec=spec, state_dim=0, env_config={**env.config, "cameras": []}, simulator=env.simulator, source="ros",
+                    out / "episodes.zarr",
+                    task=env.task,
+                    control_dt=env.control_dt,
+                    action_low=env.action_low,
+                    action_high=env.action_high,
+                    observation_spec=spec,
+                    state_dim=0,
+                    env_config={**env.config, "cameras": []},
+                    simulator=env.simulator,
+                    source="ros",
                 )
             # Messages that arrive together are handled in subscription order: an episode's result
             # before the next episode's start (which the bridge sends only once the result is
@@ -73,7 +81,9 @@ class Recorder(Node):
             self.create_subscription(Int64, io.EPISODE_START, self._on_start, io.LATCHED_QOS)
             self.create_subscription(Float64MultiArray, io.STATE_OBSERVATION, self._on_observation, RECORD_QOS)
             self.create_subscription(Float64MultiArray, io.COMMANDS, self._on_command, RECORD_QOS)
-            self.create_subscription(Bool, io.SUCCESS, lambda m: setattr(self, "_success", self._success or m.data), RECORD_QOS)
+            self.create_subscription(
+                Bool, io.SUCCESS, lambda m: setattr(self, "_success", self._success or m.data), RECORD_QOS
+            )
         self._seed: int | None = None
         self._rows: list[tuple[np.ndarray, np.ndarray, bool]] = []
         self._obs = self._command = self._result = None
@@ -118,10 +128,10 @@ class Recorder(Node):
     def _finish(self, force: bool = False) -> None:
         """Store the episode once its result and all ``length`` steps have arrived, in any order."""
         result = self._result
-        if result is None or not force and (len(self._rows) + 1 < int(result[2]) or not self._answered):
+        if result is None or (not force and (len(self._rows) + 1 < int(result[2]) or not self._answered)):
             return
         self._rows.append((self._obs, self._command, self._success))  # the last step: its outcome is the result
-        observations, actions, successes = (np.array(x) for x in zip(*self._rows))
+        observations, actions, successes = (np.array(x) for x in zip(*self._rows, strict=True))
         successes[-1] |= bool(result[1])  # a sparse-reward success is what ended the episode
         terminated = np.zeros(len(actions), bool)
         terminated[-1] = bool(result[1])

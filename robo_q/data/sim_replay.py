@@ -30,16 +30,27 @@ def check_mode(mode: str) -> None:
 
 def replay_actions(env: MujocoEnv, episode: Episode, video: bool = False) -> tuple[dict[str, Any], list[np.ndarray]]:
     actions = iter(episode.steps["action"])
-    result = rollout(env, lambda _: next(actions), seed=episode.seed, initial_state=episode.initial_state, max_steps=len(episode), video=video)
+    result = rollout(
+        env,
+        lambda _: next(actions),
+        seed=episode.seed,
+        initial_state=episode.initial_state,
+        max_steps=len(episode),
+        video=video,
+    )
     divergence = float(np.abs(result.final_obs["state"] - episode.final_observation["state"]).max())
-    return {"replayed_success": result.success, "replayed_steps": result.length, "final_divergence": divergence}, result.frames
+    return {
+        "replayed_success": result.success,
+        "replayed_steps": result.length,
+        "final_divergence": divergence,
+    }, result.frames
 
 
 def replay_states(env: MujocoEnv, episode: Episode, video: bool = False) -> tuple[dict[str, Any], list[np.ndarray]]:
     env.reset(episode.seed)
     targets = episode.next_observation("state")
     success, divergences, frames = False, [], []
-    for state, action, target in zip(episode.steps["sim_state"], episode.steps["action"], targets):
+    for state, action, target in zip(episode.steps["sim_state"], episode.steps["action"], targets, strict=True):
         env.set_state(state)
         obs, _, _, _, info = env.step(action)
         success = success or info["success"]
@@ -75,10 +86,18 @@ def replay_store(
             episode = store.episode(i, observation_keys=["state"])
             with_video = video and i < video_episodes
             info, frames = replay_one(env, episode, with_video)
-            info = {"episode": i, "seed": episode.seed, "recorded_steps": len(episode), "recorded_success": episode.success, **info}
+            info = {
+                "episode": i,
+                "seed": episode.seed,
+                "recorded_steps": len(episode),
+                "recorded_success": episode.success,
+                **info,
+            }
             info["success_reproduced"] = info["replayed_success"] == episode.success
             if with_video:
-                info["video"] = str(write_mp4(out_dir / "videos" / f"episode_{i:04d}.mp4", frames, 1.0 / env.control_dt))
+                info["video"] = str(
+                    write_mp4(out_dir / "videos" / f"episode_{i:04d}.mp4", frames, 1.0 / env.control_dt)
+                )
             per_episode.append(info)
     finals = [e["final_divergence"] for e in per_episode]
     report = {

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from robo_q.data import EpisodeStore
-from robo_q.replay import replay_store
+from robo_q.data.sim_replay import replay_store
 
 
 @pytest.mark.parametrize("mode", ["actions", "states"])
@@ -39,7 +39,15 @@ def test_replay_detects_tampered_actions(tmp_path, drawer_store):
 
 
 def test_replay_video(drawer_store, tmp_path):
-    report = replay_store(EpisodeStore.open(drawer_store), mode="actions", out_dir=tmp_path, video=True, video_episodes=1, episodes=2, progress=False)
+    report = replay_store(
+        EpisodeStore.open(drawer_store),
+        mode="actions",
+        out_dir=tmp_path,
+        video=True,
+        video_episodes=1,
+        episodes=2,
+        progress=False,
+    )
     assert report["episodes"] == 2
     videos = sorted((tmp_path / "videos").glob("*.mp4"))
     assert [v.name for v in videos] == ["episode_0000.mp4"]

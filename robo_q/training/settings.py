@@ -1,0 +1,71 @@
+"""What a training run's config resolves to: env settings, agent settings, encoder input shapes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from sim import MujocoEnv, default_camera
+
+
+def run_env_settings(cfg: DictConfig) -> dict[str, Any]:
+    """The env settings of a run: the ``env`` group plus the cameras of ``obs=pixels``."""
+    settings: dict[str, Any] = OmegaConf.to_container(cfg.env, resolve=True)  # type: ignore[assignment]
+    if cfg.obs == "pixels":
+        settings["cameras"] = list(cfg.pixels.cameras or [default_camera(cfg.task)])
+        settings["image_size"] = cfg.pixels.image_size
+    elif cfg.obs != "state":
+        raise ValueError(f"obs must be state or pixels, got {cfg.obs!r}")
+    return settings
+
+
+def agent_settings(cfg: DictConfig, env: MujocoEnv) -> dict[str, Any]:
+    """The resolved agent config, with the value range chosen from the reward mode when null."""
+    settings: dict[str, Any] = OmegaConf.to_container(cfg.agent, resolve=True)  # type: ignore[assignment]
+    settings.pop("presets", None)
+    sparse = env.reward_mode == "sparse"
+    if settings.get("v_min") is None:
+        settings["v_min"] = -2.0 if sparse else 0.0
+    if settings.get("v_max") is None:
+        settings["v_max"] = 2.0 if sparse else 200.0
+    return settings
+
+
+def observation_shapes(env: MujocoEnv, obs_mode: str, frame_stack: int) -> dict[str, tuple[int, ...]]:
+    """Encoder inputs: the state vector, or every camera with ``frame_stack`` frames on channels."""
+    shapes = {}
+    for key, spec in env.observation_spec.items():
+        if obs_mode == "state" and key == "state":
+            shapes[key] = tuple(spec["shape"])
+        elif obs_mode == "pixels" and key.startswith("images."):
+            h, w, c = spec["shape"]
+            shapes[key] = (h, w, c * frame_stack)
+    return shapes
+
+
+def resumed_config(composed: DictConfig, overrides: list[str]) -> DictConfig:
+    """``resume=<run>``: the run's own ``config.yaml`` with only the command line's overrides applied.
+
+    The defaults are not re-applied, so a run resumes with the settings it started with; whatever the
+    command line changes is then checked against the checkpoint by the trainer.
+    """
+    run = Path(composed.resume)
+    saved_path = run / "config.yaml"
+    if not saved_path.is_file():
+        raise FileNotFoundError(f"resume={run}: no config.yaml there (not a run directory of `roboq train`)")
+    saved = OmegaConf.load(saved_path)
+    assert isinstance(saved, DictConfig)
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        if override.is_delete():
+            parent, _, leaf = key.rpartition(".")
+            node = OmegaConf.select(saved, parent) if parent else saved
+            if isinstance(node, DictConfig) and leaf in node:
+                del node[leaf]
+        else:
+            OmegaConf.update(saved, key, OmegaConf.select(composed, key), merge=False, force_add=True)
+    saved.resume = composed.resume
+    return saved
