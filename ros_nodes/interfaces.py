@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 from geometry_msgs.msg import PoseStamped
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -19,7 +20,9 @@ RESET = "/sim/reset"
 ESTOP = "/estop"
 
 STATE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
-COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+# Reliable with a short history: a subscriber that falls behind for a moment (a recorder on a busy
+# machine) still gets every sample; a depth-1 writer would overwrite samples it had not yet acknowledged.
+COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 EVENT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 LATCHED_QOS = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
@@ -51,5 +54,5 @@ def to_array(msg, joints: list[str] | None = None, fields: list[str] | None = No
     raise TypeError(f"unsupported message type {type(msg).__name__}")
 
 
-def float_array(values: np.ndarray) -> Float64MultiArray:
+def float_array(values: npt.ArrayLike) -> Float64MultiArray:
     return Float64MultiArray(data=[float(v) for v in np.ravel(values)])

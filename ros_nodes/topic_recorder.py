@@ -148,4 +148,8 @@ class TopicRecorder(Node):
         self._seed, self._obs, self._command, self._result = None, None, None, None
 
     def close(self) -> None:
+        if self._result is not None:  # an episode whose steps did not all arrive: say so, never store it half
+            self.get_logger().warning(
+                f"episode seed {self._seed} not stored: {len(self._rows) + 1} of {int(self._result[2])} steps arrived"
+            )
         self.writer.close()

@@ -14,8 +14,8 @@ from typing import Any
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import mujoco  # noqa: E402  (MUJOCO_GL must be set before the import)
-import numpy as np  # noqa: E402
+import mujoco
+import numpy as np
 
 Obs = dict[str, np.ndarray]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib.metadata import version
+from typing import ClassVar
 
 import metaworld
 import mujoco
@@ -46,7 +47,7 @@ class MetaWorldEnv(MujocoEnv):
     default_action_repeat = 1  # Meta-World already applies frame_skip 5 (12.5 ms per action)
     default_camera = "corner2"
     action_units = "end-effector position delta (1.0 = 1 cm per step) and gripper effort"
-    action_names = ["hand_dx", "hand_dy", "hand_dz", "gripper"]
+    action_names: ClassVar[list[str]] = ["hand_dx", "hand_dy", "hand_dz", "gripper"]
 
     def __init__(self, name: str, **kwargs) -> None:
         self._env = metaworld.ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[name + _SUFFIX]()
@@ -74,7 +75,8 @@ class MetaWorldEnv(MujocoEnv):
         return f"metaworld {version('metaworld')}, mujoco {mujoco.__version__}"
 
     def _native_bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._env.action_space.low, self._env.action_space.high
+        space = self._env.action_space  # a gymnasium Box
+        return space.low, space.high  # type: ignore[attr-defined]
 
     def _episode_step_limit(self) -> int:
         return self._env.max_path_length // self.action_repeat

@@ -34,12 +34,19 @@ def _unknown(task: str, family: str) -> TaskError:
 def default_camera(task: str) -> str | int:
     """The camera a task family renders from by default (videos, pixel observations)."""
     family = str(task).partition("/")[0]
+    cls: type[MujocoEnv]
     if family == "metaworld":
-        from sim.metaworld_env import MetaWorldEnv as cls
+        from sim.metaworld_env import MetaWorldEnv
+
+        cls = MetaWorldEnv
     elif family == "dmc":
-        from sim.dmc_env import DMCEnv as cls
+        from sim.dmc_env import DMCEnv
+
+        cls = DMCEnv
     else:
-        from sim.mjcf_env import MJCFEnv as cls
+        from sim.mjcf_env import MJCFEnv
+
+        cls = MJCFEnv
     return cls.default_camera
 
 
@@ -47,7 +54,9 @@ def make_env(task: str, **kwargs: Any) -> MujocoEnv:
     """Build the adapter for ``task``; keyword arguments are the env settings (see configs/env)."""
     family, _, name = str(task).partition("/")
     if family not in FAMILIES or not name:
-        raise TaskError(f"unknown task {task!r}: expected one of metaworld/<task>, dmc/<domain>-<task>, mjcf/<path.xml>")
+        raise TaskError(
+            f"unknown task {task!r}: expected one of metaworld/<task>, dmc/<domain>-<task>, mjcf/<path.xml>"
+        )
     if family == "metaworld":
         from sim.metaworld_env import TASKS, MetaWorldEnv
 

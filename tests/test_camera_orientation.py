@@ -13,13 +13,13 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from dm_control import suite  # noqa: E402
+import mujoco
+import numpy as np
+import pytest
+from dm_control import suite
 
-from sim import make_env  # noqa: E402
-from sim.metaworld_env import UPSIDE_DOWN_CAMERAS  # noqa: E402
+from sim import make_env
+from sim.metaworld_env import UPSIDE_DOWN_CAMERAS
 
 SIZE = 96
 TASK = "metaworld/drawer-open"
@@ -59,8 +59,8 @@ def _body_geoms(model: mujoco.MjModel, *bodies: str) -> set[int]:
     return {g for g in range(model.ngeom) if model.geom_bodyid[g] in ids}
 
 
-def _raw_renders(env, camera: int, size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
-    """(RGB, geom id per pixel) straight from mujoco.Renderer, with the env's scene flags."""
+def _raw_renders(env, camera: int, size: int = SIZE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(RGB, geom id per pixel, GL camera up vector) straight from mujoco.Renderer, env's scene flags."""
     renderer = mujoco.Renderer(env.model, size, size)
     try:
         renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
@@ -74,7 +74,6 @@ def _raw_renders(env, camera: int, size: int = SIZE) -> tuple[np.ndarray, np.nda
         up = np.array(renderer.scene.camera[0].up)
     finally:
         renderer.close()
-    renderer.up = up  # noqa: B018  (kept for the free-camera test below)
     return rgb, geom_ids, up
 
 
@@ -134,9 +133,18 @@ def _assert_metaworld_camera_upright(env, camera: str) -> np.ndarray:
 
     rgb, geom_ids, _ = _raw_renders(env, cam_id)
     assert _mean_row(geom_ids, table) > _mean_row(geom_ids, gripper), f"{camera}: table above the gripper"
-    # the pose and the pixels agree in rows *and* columns: not flipped, not mirrored
-    seen = _centroid(geom_ids, gripper)
-    assert np.all(np.abs(seen - hand_px) < 0.15 * SIZE), f"{camera}: gripper at {seen}, pose says {hand_px}"
+    # The pose and the pixels agree in rows *and* columns (not flipped, not mirrored): the gripper,
+    # and the robot's pedestal where the camera sees it (off to one side in the corner views).
+    landmarks = [("gripper", hand, gripper)]
+    pedestal = env.data.body("pedestal").xpos
+    in_front = (pedestal - env.data.cam_xpos[cam_id]) @ env.data.cam_xmat[cam_id].reshape(3, 3)[:, 2] < 0
+    if in_front and np.isin(geom_ids, list(_body_geoms(env.model, "pedestal"))).sum() >= 10:
+        landmarks.append(("pedestal", pedestal, _body_geoms(env.model, "pedestal")))
+    for name, point, geoms in landmarks:
+        seen, expected = _centroid(geom_ids, geoms), _project(env, cam_id, point)[0]
+        assert np.all(np.abs(seen - expected) < 0.15 * SIZE), f"{camera}: {name} at {seen}, pose says {expected}"
+    if camera.startswith("corner"):
+        assert len(landmarks) == 2, f"{camera}: the pedestal should be in view"
     return rgb
 
 

@@ -9,7 +9,14 @@ import numpy as np
 
 from sim.base import MujocoEnv, TaskError
 
-DMC_EXPERT_TASKS = ("reacher-easy", "reacher-hard", "cartpole-balance", "cartpole-balance_sparse", "cartpole-swingup", "cartpole-swingup_sparse")
+DMC_EXPERT_TASKS = (
+    "reacher-easy",
+    "reacher-hard",
+    "cartpole-balance",
+    "cartpole-balance_sparse",
+    "cartpole-swingup",
+    "cartpole-swingup_sparse",
+)
 
 
 class Expert(Protocol):
@@ -26,7 +33,7 @@ class MetaWorldExpert:
     def __init__(self, env: MujocoEnv) -> None:
         from metaworld.policies import ENV_POLICY_MAP
 
-        self._policy = ENV_POLICY_MAP[env.task.removeprefix("metaworld/") + "-v3"]()
+        self._policy = ENV_POLICY_MAP[env.task.removeprefix("metaworld/") + "-v3"]()  # type: ignore[abstract]
 
     def reset(self) -> None:
         pass
@@ -67,4 +74,4 @@ def make_expert(env: MujocoEnv) -> Expert:
     from sim.experts import dmc
 
     controller = dmc.ReacherExpert if env.task.startswith("dmc/reacher") else dmc.CartpoleExpert
-    return PhysicsExpert(controller(env.physics, env.action_repeat))
+    return PhysicsExpert(controller(env.physics, env.action_repeat))  # type: ignore[attr-defined]  # a DMCEnv

@@ -49,6 +49,7 @@ class ReacherExpert:
             cost = np.max(np.abs(goal - q))  # both joints top out near the same speed
             if cost < best_cost:
                 best, best_cost = goal, cost
+        assert best is not None  # the loop always sets it: its cost starts below infinity
         return best
 
     def act(self) -> np.ndarray:
@@ -86,7 +87,7 @@ class CartpoleExpert:
         det = (self.mc + mp) * inertia - (mp * lc) ** 2
         a = np.zeros((4, 4))
         a[0, 2] = a[1, 3] = 1.0
-        a[2, 1] = -(mp * lc) ** 2 * self.g / det
+        a[2, 1] = -((mp * lc) ** 2) * self.g / det
         a[3, 1] = (self.mc + mp) * mp * self.g * lc / det
         b = self.gear * np.array([[0.0], [0.0], [inertia / det], [-mp * lc / det]])
         # Zero-order-hold discretisation via a truncated series of the augmented exponential.
