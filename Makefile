@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export MUJOCO_GL ?= egl
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup run test test-all bench bench-learning clean
+.PHONY: setup run test lint test-all bench bench-learning clean
 
 setup: $(VENV)/.installed
 
@@ -28,8 +28,13 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	$(BIN)/roboq pipeline
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test-all: setup
 	$(BIN)/python -m pytest -q
