@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
+
+
+class Backend(Protocol):
+    """A loaded model: named input arrays in, the model's outputs in order out."""
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]: ...
 
 
 class OnnxBackend:
@@ -39,4 +47,8 @@ class TorchBackend:
         return [o.numpy() for o in (out if isinstance(out, tuple) else (out,))]
 
 
-BACKENDS = {"onnx": ("policy.onnx", OnnxBackend), "torch": ("policy.pt", TorchBackend)}
+# name -> (model file in the bundle, loader taking (path, threads))
+BACKENDS: dict[str, tuple[str, Callable[[Path, int], Backend]]] = {
+    "onnx": ("policy.onnx", OnnxBackend),
+    "torch": ("policy.pt", TorchBackend),
+}

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from policies.features import FeatureSchema, SchemaError, legacy_schema
+
 BUNDLE_FORMAT = "robo_q.policy_bundle"
 BUNDLE_VERSION = 1
 
@@ -54,3 +56,24 @@ def read_spec(bundle: str | Path, verify: bool = True) -> dict[str, Any]:
             if hashlib.sha256(file.read_bytes()).hexdigest() != digest:
                 raise BundleError(f"{bundle}: {name} does not match its checksum in policy.json (corrupt or modified)")
     return spec
+
+
+def bundle_features(spec: dict[str, Any]) -> FeatureSchema:
+    """The feature schema of a bundle's ``policy.json`` (version-1 bundles: rebuilt from their specs)."""
+    try:
+        if "features" in spec:
+            return FeatureSchema.from_dict(spec["features"])
+        action = spec["action"]
+        observation = {k: {"shape": v["shape"]} for k, v in spec["observation"].items()}
+        units = action.get("units", "")
+        return legacy_schema(
+            observation,
+            action["low"],
+            action["high"],
+            spec["control_dt"],
+            spec.get("task", ""),
+            action.get("names"),
+            units,
+        )
+    except (SchemaError, KeyError, TypeError) as err:
+        raise BundleError(f"policy.json (format version {spec.get('format_version')}): bad features ({err})") from err

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from policies.backends import BACKENDS
-from policies.bundle import BundleError, read_spec
+from policies.bundle import BundleError, bundle_features, read_spec
+from policies.features import FeatureSchema
 from policies.safety import SafetyFilter
 from policies.schedule import SequencePolicy
 
@@ -30,6 +31,7 @@ class Policy(SequencePolicy):
     ) -> None:
         self.bundle = Path(bundle)
         self.spec = read_spec(self.bundle)
+        self._features = bundle_features(self.spec)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         filename, backend_cls = BACKENDS[backend]
@@ -56,9 +58,16 @@ class Policy(SequencePolicy):
     def observation_spec(self) -> dict[str, dict[str, Any]]:
         return self.spec["observation"]
 
-    def reset(self) -> None:
+    @property
+    def features(self) -> FeatureSchema:
+        """The bundle's feature schema: its observation inputs and its action."""
+        return self._features
+
+    def reset(self, hold: np.ndarray | None = None) -> None:
+        """Start an episode. ``hold``: the normalised action the robot holds now (its measured position
+        in position mode); the first action is rate-limited relative to it, as every later one."""
         super().reset()
-        self.safety.reset()
+        self.safety.reset(hold)
         self.last_q = None
 
     def check(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -15,8 +15,9 @@ class SafetyFilter:
         self.last: np.ndarray | None = None
         self.rejected = 0  # actions replaced by a hold
 
-    def reset(self) -> None:
-        self.last = None
+    def reset(self, last: np.ndarray | None = None) -> None:
+        """Start over; ``last`` (the action the robot holds now) rate-limits the first action after it."""
+        self.last = None if last is None else np.clip(np.asarray(last, np.float64), self.low, self.high)
 
     @property
     def hold(self) -> np.ndarray:

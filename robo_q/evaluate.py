@@ -25,18 +25,18 @@ def evaluate(
     video_episodes: int = 0,
 ) -> dict[str, Any]:
     """Run ``episodes`` greedy episodes on seeds ``seed, seed+1, ...``; per-episode and aggregate results."""
-    per_episode = []
+    per_episode: list[dict[str, Any]] = []
     for i in range(episodes):
         policy.reset()
         record = video_dir is not None and i < video_episodes
         result = rollout(env, policy.act, seed=seed + i, video=record)
-        info = {
+        info: dict[str, Any] = {
             "seed": result.seed,
             "success": result.success,
             "return": result.episode_return,
             "length": result.length,
         }
-        if record:
+        if record and video_dir is not None:
             info["video"] = str(
                 write_mp4(video_dir / f"eval_{i:03d}_seed{result.seed}.mp4", result.frames, 1.0 / env.control_dt)
             )

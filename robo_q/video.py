@@ -12,9 +12,9 @@ def write_mp4(path: str | Path, frames: list[np.ndarray], fps: float) -> Path:
     """Encode uint8 HWC frames as H.264 (ffmpeg ships with imageio-ffmpeg)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with imageio.get_writer(
-        path, fps=max(1.0, min(fps, 60.0)), codec="libx264", quality=7, macro_block_size=1
-    ) as writer:
+    # Bound first: imageio's stubs type ``Writer.__enter__`` as the reader/writer base class.
+    writer = imageio.get_writer(path, fps=max(1.0, min(fps, 60.0)), codec="libx264", quality=7, macro_block_size=1)
+    with writer:
         for frame in frames:
             writer.append_data(frame)
     return path

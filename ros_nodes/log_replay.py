@@ -20,7 +20,7 @@ from ros_nodes import interfaces as io
 from ros_nodes.runner import stop_requested
 
 
-def _vector(msg) -> np.ndarray:
+def _vector(msg: Any) -> np.ndarray:
     if hasattr(msg, "position") and hasattr(msg, "velocity"):
         return np.concatenate([np.asarray(msg.position, np.float64), np.asarray(msg.velocity, np.float64)])
     return np.asarray(msg.data, np.float64)
@@ -42,7 +42,9 @@ def replay_log(
     policy = load_policy(bundle, backend)
     policy.reset()
     key = next(iter(policy.observation_spec))
-    diffs, pending, episodes = [], None, 0
+    diffs: list[np.ndarray] = []
+    pending: np.ndarray | None = None
+    episodes = 0
     with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
         topics = {c.topic for c in reader.connections}
         missing = {observation_topic, command_topic} - topics
@@ -50,7 +52,7 @@ def replay_log(
             raise ValueError(f"{bag} has no {sorted(missing)} (topics: {sorted(topics)})")
         wanted = [c for c in reader.connections if c.topic in (observation_topic, command_topic, episode_topic)]
         for connection, _, raw in reader.messages(connections=wanted):
-            msg = reader.deserialize(raw, connection.msgtype)
+            msg: Any = reader.deserialize(raw, connection.msgtype)  # rosbags types it as object
             if connection.topic == episode_topic:
                 policy.reset()
                 pending, episodes = None, episodes + 1
@@ -63,16 +65,16 @@ def replay_log(
                 pending = None
     if not diffs:
         raise ValueError(f"{bag}: no observation followed by a command to compare")
-    diffs = np.array(diffs)
+    table = np.array(diffs)
     span = np.asarray(policy.spec["action"]["high"]) - np.asarray(policy.spec["action"]["low"])
     return {
         "log": str(bag),
         "bundle": str(bundle),
-        "compared_steps": len(diffs),
+        "compared_steps": len(table),
         "episodes": episodes,
-        "mean_abs_difference": float(diffs.mean()),
-        "max_abs_difference": float(diffs.max()),
-        "agreement_rate": float(np.mean(np.all(diffs <= 0.01 * span, axis=1))),
+        "mean_abs_difference": float(table.mean()),
+        "max_abs_difference": float(table.max()),
+        "agreement_rate": float(np.mean(np.all(table <= 0.01 * span, axis=1))),
     }
 
 
@@ -94,7 +96,7 @@ def replay_commands(
     with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
         wanted = [c for c in reader.connections if c.topic in (command_topic, episode_topic)]
         for connection, _, raw in reader.messages(connections=wanted):
-            msg = reader.deserialize(raw, connection.msgtype)
+            msg: Any = reader.deserialize(raw, connection.msgtype)  # rosbags types it as object
             if connection.topic == episode_topic:
                 episodes.append((int(msg.data), []))
             elif episodes:

@@ -24,6 +24,7 @@ inference time, observation age, Q of the chosen action, stale ticks, rejected i
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -31,10 +32,11 @@ from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.duration import Duration as RclDuration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.timer import Timer
 from std_msgs.msg import Bool, Float64MultiArray, Int64
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from policies import BundleError, ObservationError, load_policy
+from policies import BundleError, ObservationError, Policy, load_policy
 from ros_nodes import interfaces as io
 
 DEFAULTS: dict[str, Any] = {
@@ -61,22 +63,29 @@ class PolicyNode(LifecycleNode):
         for key, value in DEFAULTS.items():
             if not self.has_parameter(key):
                 self.declare_parameter(key, value)
-        self.policy = None
+        self.policy: Policy | None = None  # loaded by configure, released by cleanup
         self.estop = False
-        self.stats = {"stale_ticks": 0, "rejected": 0, "ticks": 0}
-        self._timer = None
+        self.stats: dict[str, float] = {"stale_ticks": 0, "rejected": 0, "ticks": 0}
+        self._timer: Timer | None = None
         self._active = False
 
     @property
     def active(self) -> bool:
         return self._active
 
+    @property
+    def _loaded(self) -> Policy:
+        """The policy, for code that runs only while configured (configure loads it, cleanup drops it)."""
+        if self.policy is None:
+            raise RuntimeError("policy node is not configured: no policy loaded")
+        return self.policy
+
     # -- parameters ---------------------------------------------------------------------------
     def param(self, name: str, default: Any = None) -> Any:
         return self.get_parameter(name).value if self.has_parameter(name) else default
 
     def _sources(self) -> list[dict[str, Any]]:
-        keys = self.param("observation.keys") or list(self.policy.observation_spec)
+        keys = self.param("observation.keys") or list(self._loaded.observation_spec)
         sources = []
         for key in keys:
             kind = self.param(f"observation.{key}.type", "float64_multi_array")
@@ -96,7 +105,7 @@ class PolicyNode(LifecycleNode):
                     "stamp": 0.0,
                 }
             )
-        missing = set(self.policy.observation_spec) - {s["key"] for s in sources}
+        missing = set(self._loaded.observation_spec) - {s["key"] for s in sources}
         if missing:
             raise ValueError(f"no topic mapping for observation keys {sorted(missing)} the bundle needs")
         return sources
@@ -105,13 +114,13 @@ class PolicyNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             max_delta = self.param("max_delta") or None
-            self.policy = load_policy(self.param("bundle"), self.param("backend"), max_delta=max_delta)
+            self.policy = policy = load_policy(self.param("bundle"), self.param("backend"), max_delta=max_delta)
             self.sources = self._sources()
         except (BundleError, ValueError, OSError) as err:
             self.get_logger().error(f"configure failed: {err}")
             self.policy = None
             return TransitionCallbackReturn.FAILURE
-        self.period = 1.0 / self.param("rate") if self.param("rate") else self.policy.control_dt
+        self.period = 1.0 / self.param("rate") if self.param("rate") else policy.control_dt
         trajectory = self.param("command_type") == "joint_trajectory"
         self.pub_command = self.create_publisher(
             JointTrajectory if trajectory else Float64MultiArray, self.param("command_topic"), io.COMMAND_QOS
@@ -125,7 +134,7 @@ class PolicyNode(LifecycleNode):
         if self.param("episode_topic"):
             self.subs.append(
                 self.create_subscription(
-                    Int64, self.param("episode_topic"), lambda _: self.policy.reset(), io.EVENT_QOS
+                    Int64, self.param("episode_topic"), lambda _: self._loaded.reset(), io.EVENT_QOS
                 )
             )
         self.diag_timer = self.create_timer(self.param("diagnostics_period"), self._publish_diagnostics)
@@ -134,7 +143,7 @@ class PolicyNode(LifecycleNode):
         if self._timer is not None:
             self._timer.cancel()
         self.get_logger().info(
-            f"configured: {self.param('bundle')} ({self.policy.spec['task']}), {1 / self.period:.1f} Hz, "
+            f"configured: {self.param('bundle')} ({policy.spec['task']}), {1 / self.period:.1f} Hz, "
             f"commands on {self.param('command_topic')}"
         )
         return TransitionCallbackReturn.SUCCESS
@@ -143,9 +152,9 @@ class PolicyNode(LifecycleNode):
         if self.estop:
             self.get_logger().error("activation refused: e-stop engaged")
             return TransitionCallbackReturn.FAILURE
-        self.policy.reset()
+        self._loaded.reset()
         self.stats["stale_ticks"] = 0
-        self._last_tick = None
+        self._last_tick: float | None = None
         self._received = False  # staleness counts only once observations have arrived
         if self._timer is not None:
             self._timer.reset()
@@ -182,8 +191,8 @@ class PolicyNode(LifecycleNode):
             self.publish_hold()
 
     # -- inputs -------------------------------------------------------------------------------
-    def _receiver(self, source: dict[str, Any]):
-        def receive(msg) -> None:
+    def _receiver(self, source: dict[str, Any]) -> Callable[[Any], None]:
+        def receive(msg: Any) -> None:
             try:
                 source["value"] = io.to_array(msg, source["joints"], source["fields"])
             except (ValueError, TypeError) as err:
@@ -245,21 +254,23 @@ class PolicyNode(LifecycleNode):
             return
         self.stats["stale_ticks"] = 0
         self._received = True
+        policy = self._loaded
         try:
-            action = self.policy.act(obs)
+            action = policy.act(obs)
         except ObservationError as err:
             self._reject(str(err))
             self.publish_hold()
             return
-        self.publish(self.policy.to_native(action))
+        self.publish(policy.to_native(action))
         self.stats["inference"] = time.perf_counter() - start
-        self.stats["q"] = float(np.mean(self.policy.last_q)) if self.policy.last_q is not None else float("nan")
+        self.stats["q"] = float(np.mean(policy.last_q)) if policy.last_q is not None else float("nan")
 
     def publish_hold(self) -> None:
-        if self.policy is None:
+        policy = self.policy
+        if policy is None:
             return
-        hold = self.policy.safety.hold if self.param("hold") == "last" else np.zeros(self.policy.spec["action"]["dim"])
-        self.publish(self.policy.to_native(hold))
+        hold = policy.safety.hold if self.param("hold") == "last" else np.zeros(policy.spec["action"]["dim"])
+        self.publish(policy.to_native(hold))
 
     def flush(self, seconds: float = 1.0) -> None:
         """Wait until subscribers acknowledged the commands sent (before the process exits)."""
@@ -268,7 +279,7 @@ class PolicyNode(LifecycleNode):
 
     def publish(self, native: np.ndarray) -> None:
         if self.param("command_type") == "joint_trajectory":
-            names = [n for n in self.param("joint_names") if n] or list(self.policy.spec["action"]["names"])
+            names = [n for n in self.param("joint_names") if n] or list(self._loaded.spec["action"]["names"])
             period = Duration(sec=int(2 * self.period), nanosec=int((2 * self.period % 1) * 1e9))
             self.pub_command.publish(
                 JointTrajectory(

@@ -57,7 +57,14 @@ class TopicRecorder(Node):
             connection = self.writer.add_connection(topic, ros_type_name(DEFAULT_TOPICS[topic]), typestore=typestore)
             qos = io.LATCHED_QOS if topic == io.EPISODE_START else RECORD_QOS  # the first start is latched
             self.create_subscription(DEFAULT_TOPICS[topic], topic, self._raw_writer(topic, connection), qos, raw=True)
-        self.store = None
+        self._seed: int | None = None
+        self._rows: list[tuple[np.ndarray, np.ndarray, bool]] = []
+        self._obs: np.ndarray | None = None
+        self._command: np.ndarray | None = None
+        self._result: np.ndarray | None = None
+        self._success = self._answered = False
+        self.episodes = 0
+        self.store: EpisodeStore | None = None
         if task:
             with make_env(task, **(env_settings or {})) as env:
                 self.low, self.high = env.action_low, env.action_high
@@ -84,11 +91,6 @@ class TopicRecorder(Node):
             self.create_subscription(
                 Bool, io.SUCCESS, lambda m: setattr(self, "_success", self._success or m.data), RECORD_QOS
             )
-        self._seed: int | None = None
-        self._rows: list[tuple[np.ndarray, np.ndarray, bool]] = []
-        self._obs = self._command = self._result = None
-        self._success = self._answered = False
-        self.episodes = 0
 
     def _raw_writer(self, topic: str, connection):
         def write(raw: bytes, info: MessageInfo) -> None:
@@ -115,7 +117,7 @@ class TopicRecorder(Node):
 
     def _on_observation(self, msg: Float64MultiArray) -> None:
         if self._seed is not None and self._obs is not None and self._command is not None:
-            self._rows.append((self._obs, self._command, self._success))
+            self._rows.append((self._obs, self._command, bool(self._success)))
             self._success = False
         self._obs, self._answered = np.asarray(msg.data), False
         self._finish()
@@ -130,6 +132,7 @@ class TopicRecorder(Node):
         result = self._result
         if result is None or (not force and (len(self._rows) + 1 < int(result[2]) or not self._answered)):
             return
+        assert self.store is not None and self._seed is not None and self._obs is not None and self._command is not None
         self._rows.append((self._obs, self._command, self._success))  # the last step: its outcome is the result
         observations, actions, successes = (np.array(x) for x in zip(*self._rows, strict=True))
         successes[-1] |= bool(result[1])  # a sparse-reward success is what ended the episode

@@ -17,6 +17,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import mujoco
 import numpy as np
 
+from policies.features import ActionSpec, Feature, FeatureSchema, image_feature, state_feature
+
 Obs = dict[str, np.ndarray]
 
 REWARD_MODES = ("sparse", "dense")
@@ -37,6 +39,7 @@ class MujocoEnv(abc.ABC):
     default_reward: str
     default_action_repeat: int
     default_camera: str | int
+    control_mode = "effort"  # what the actuators take: position | velocity | effort | delta (policies.features)
 
     def __init__(
         self,
@@ -62,6 +65,13 @@ class MujocoEnv(abc.ABC):
         for cam in self.cameras:
             self._camera_id(cam)
         self.action_low, self.action_high = (np.asarray(b, np.float64) for b in self._native_bounds())
+        self.action_spec = ActionSpec(
+            tuple(self.action_names),
+            tuple(self.action_low),
+            tuple(self.action_high),
+            self.control_mode,
+            tuple(self.action_unit_names),
+        )
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
         self._seed_rng = np.random.default_rng()
         self._seed = -1
@@ -119,10 +129,31 @@ class MujocoEnv(abc.ABC):
         """One name per action dimension (the actuators unless the family says otherwise)."""
         return [self.model.actuator(i).name or f"actuator_{i}" for i in range(self.model.nu)]
 
+    @property
+    def action_unit_names(self) -> list[str]:
+        """One unit per action dimension."""
+        return ["ctrl"] * len(self.action_names)
+
+    def state_names(self) -> list[str]:
+        """One name per dimension of the ``state`` observation (generic unless the family says more)."""
+        return [f"state_{i}" for i in range(self._state_obs().shape[0])]
+
+    def state_units(self) -> list[str]:
+        """One unit per dimension of the ``state`` observation."""
+        return [""] * self._state_obs().shape[0]
+
     # -- public API ---------------------------------------------------------------------------
     @property
     def action_dim(self) -> int:
         return int(self.action_low.shape[0])
+
+    @property
+    def features(self) -> FeatureSchema:
+        """What this env's observations and action are (the schema every later stage reads)."""
+        observation: dict[str, Feature] = {"state": state_feature("state", self.state_names(), self.state_units())}
+        for cam in self.cameras:
+            observation[f"images.{cam}"] = image_feature(f"images.{cam}", self.image_size, self.image_size)
+        return FeatureSchema(observation, self.action_spec, self.control_dt)
 
     @property
     def observation_spec(self) -> dict[str, dict[str, Any]]:
@@ -169,7 +200,7 @@ class MujocoEnv(abc.ABC):
             raise ValueError(f"{self.task}: action must have shape ({self.action_dim},), got {a.shape}")
         if not np.all(np.isfinite(a)):
             raise ValueError(f"{self.task}: action contains NaN or inf: {a}")
-        native = self.action_low + (np.clip(a, -1.0, 1.0) + 1.0) * 0.5 * (self.action_high - self.action_low)
+        native = self.action_spec.to_native(a)
         dense, success = 0.0, False
         for _ in range(self.action_repeat):
             r, s = self._step_physics(native)

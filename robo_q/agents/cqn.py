@@ -70,7 +70,8 @@ class CQNAgent:
             self.encoder.out_dim, action_dim, cfg.levels, cfg.bins, self.head.outputs, cfg.seq_len, cfg.hidden, cfg.gru
         ).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.online_params, self.target_params = list(self.critic.parameters()), list(self.critic_target.parameters())
+        self.online_params: list[Tensor] = list(self.critic.parameters())
+        self.target_params: list[Tensor] = list(self.critic_target.parameters())
         params = list(self.encoder.parameters()) + self.online_params
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
         self.loss_fn = torch.compile(self.losses) if cfg.compile else self.losses

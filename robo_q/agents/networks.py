@@ -52,12 +52,13 @@ class CameraCNN(nn.Module):
     def __init__(self, in_channels: int, image_size: int) -> None:
         super().__init__()
         layers: list[nn.Module] = []
+        image_channels = in_channels
         for out in (32, 64, 128, 256):
             layers += [nn.Conv2d(in_channels, out, 4, stride=2), ChannelLayerNorm(out), nn.SiLU()]
             in_channels = out
         self.net = nn.Sequential(*layers, nn.Flatten())
         with torch.no_grad():
-            self.out_dim = int(self.net(torch.zeros(1, layers[0].in_channels, image_size, image_size)).shape[1])
+            self.out_dim = int(self.net(torch.zeros(1, image_channels, image_size, image_size)).shape[1])
 
     def forward(self, x: Tensor) -> Tensor:
         """Images NHWC float -> flat features (NCHW order)."""
@@ -191,6 +192,9 @@ class C2FCritic(nn.Module):
     a one-hot step id and a one-hot level id; every (level, step, dim) gets B bins x O outputs,
     combined as dueling ``V + A - mean_bins(A)`` in logit space.
     """
+
+    step_onehot: Tensor  # buffers, registered in __init__
+    level_onehot: Tensor
 
     def __init__(
         self,

@@ -6,6 +6,7 @@ import json
 
 from omegaconf import DictConfig
 
+from policies.schedule import SequencePolicy
 from robo_q.commands.common import print_summary
 from robo_q.evaluate import evaluate
 from robo_q.rundir import make_run_dir, save_config
@@ -16,6 +17,7 @@ def eval_policy(cfg: DictConfig) -> int:
     """Evaluate a checkpoint, or an exported bundle through the deployment runtime, on fixed seeds."""
     if (cfg.checkpoint is None) == (cfg.bundle is None):
         raise ValueError("give exactly one of checkpoint=<run>/checkpoints/last or bundle=<bundle dir>")
+    policy: SequencePolicy
     if cfg.bundle is not None:
         from policies import load_policy
 

@@ -32,7 +32,7 @@ class EpisodeBuilder:
     ) -> None:
         if self._obs is None:
             raise RuntimeError("call start() before record()")
-        row = {f"observation.{k}": v for k, v in self._obs.items()}
+        row: dict[str, object] = {f"observation.{k}": v for k, v in self._obs.items()}
         row.update(action=action, reward=reward, success=success, terminated=terminated, sim_state=self._state)
         for key, value in row.items():
             self._rows.setdefault(key, []).append(np.asarray(value))

@@ -68,6 +68,8 @@ def _obs_dtype(key: str) -> str:
 class EpisodeStore:
     """Append-only store of episodes; use :meth:`create` or :meth:`open`."""
 
+    _ends: np.ndarray  # committed episode ends, int64; set by _validate
+
     def __init__(self, group: zarr.Group, path: Path, writable: bool) -> None:
         self._group = group
         self.path = path
@@ -160,7 +162,7 @@ class EpisodeStore:
             raise StoreError(f"{path}: no such episode store")
         try:
             group = zarr.open_group(store=LocalStore(path, read_only=mode == "r"), mode="r" if mode == "r" else "r+")
-            attrs = dict(group.attrs)
+            attrs: dict[str, Any] = dict(group.attrs)
         except Exception as err:  # zarr raises several unrelated types for unreadable metadata
             raise StoreError(f"{path}: not a readable zarr store ({type(err).__name__}: {err})") from err
         if attrs.get("format") != FORMAT:
@@ -200,7 +202,7 @@ class EpisodeStore:
 
     def array_spec(self, key: str) -> tuple[tuple[int, ...], np.dtype]:
         """Per-step shape and dtype of ``data/<key>``."""
-        array = self._group[f"data/{key}"]
+        array = self._array(f"data/{key}")
         return tuple(array.shape[1:]), array.dtype
 
     def episode_bounds(self, index: int) -> tuple[int, int]:
@@ -258,24 +260,31 @@ class EpisodeStore:
             raise StoreError(f"source must be one of {SOURCES}, got {source!r}")
         steps = self._check_episode(steps, final_observation)
         for key, values in steps.items():
-            self._group[f"data/{key}"].append(values, axis=0)
+            self._array(f"data/{key}").append(values, axis=0)
         for key in self.observation_keys:
             final = np.asarray(final_observation[key], dtype=_obs_dtype(key))[None]
-            self._group[f"meta/final_observation.{key}"].append(final, axis=0)
-        self._group["meta/episode_seed"].append(np.array([seed], np.int64))
-        self._group["meta/episode_success"].append(np.array([bool(steps["success"].any())]))
-        self._group["meta/episode_source"].append(np.array([source], "<U16"))
-        self._group["meta/initial_state"].append(steps["sim_state"][:1])
+            self._array(f"meta/final_observation.{key}").append(final, axis=0)
+        self._array("meta/episode_seed").append(np.array([seed], np.int64))
+        self._array("meta/episode_success").append(np.array([bool(steps["success"].any())]))
+        self._array("meta/episode_source").append(np.array([source], "<U16"))
+        self._array("meta/initial_state").append(steps["sim_state"][:1])
         new_end = self.num_steps + len(steps["action"])
-        self._group["meta/episode_ends"].append(np.array([new_end], np.int64))  # commit
+        self._array("meta/episode_ends").append(np.array([new_end], np.int64))  # commit
         self._ends = np.append(self._ends, new_end)
         self._n += 1
         return self._n - 1
 
     # -- internals --------------------------------------------------------------------------------
+    def _array(self, name: str) -> zarr.Array:
+        """The array at ``name``; StoreError if the store holds a group there."""
+        node = self._group[name]
+        if not isinstance(node, zarr.Array):
+            raise StoreError(f"{self.path}: {name} is a group, not an array: the store is corrupt")
+        return node
+
     def _read(self, name: str, index: int | slice) -> np.ndarray:
         try:
-            return np.asarray(self._group[name][index])
+            return np.asarray(self._array(name)[index])
         except Exception as err:  # codec, JSON and missing-key errors all mean the same here
             raise StoreError(
                 f"{self.path}: cannot read {name}[{index}]: the store is corrupt ({type(err).__name__}: {err})"
@@ -285,10 +294,10 @@ class EpisodeStore:
         names = [f"data/{k}" for k in self.data_keys]
         names += [f"meta/final_observation.{k}" for k in self.observation_keys]
         names += [f"meta/{k}" for k in ("episode_seed", "episode_success", "episode_source", "initial_state")]
-        lengths = {}
+        lengths: dict[str, int] = {}
         for name in names:
             try:
-                lengths[name] = int(self._group[name].shape[0])
+                lengths[name] = int(self._array(name).shape[0])
             except Exception as err:
                 raise StoreError(
                     f"{self.path}: array {name} is missing or unreadable: the store is corrupt ({err})"
@@ -319,9 +328,11 @@ class EpisodeStore:
         for name, length in self._array_lengths().items():
             keep = self.num_steps if name.startswith("data/") else self._n
             if length > keep:
-                self._group[name].resize((keep, *self._group[name].shape[1:]))
-        if self._group["meta/episode_ends"].shape[0] > self._n:
-            self._group["meta/episode_ends"].resize((self._n,))
+                array = self._array(name)
+                array.resize((keep, *array.shape[1:]))
+        episode_ends = self._array("meta/episode_ends")
+        if episode_ends.shape[0] > self._n:
+            episode_ends.resize((self._n,))
         for partial in self.path.rglob("*.partial"):
             partial.unlink()
 
@@ -336,7 +347,7 @@ class EpisodeStore:
             raise StoreError("episode has no steps")
         checked = {}
         for key in self.data_keys:
-            target = self._group[f"data/{key}"]
+            target = self._array(f"data/{key}")
             values = np.asarray(steps[key])
             if values.shape != (length, *target.shape[1:]):
                 raise StoreError(f"episode key {key}: expected shape {(length, *target.shape[1:])}, got {values.shape}")
@@ -344,7 +355,7 @@ class EpisodeStore:
                 raise StoreError(f"episode key {key} contains NaN or inf")
             checked[key] = values.astype(target.dtype, copy=False)
         for key in self.observation_keys:
-            expected = tuple(self._group[f"meta/final_observation.{key}"].shape[1:])
+            expected = tuple(self._array(f"meta/final_observation.{key}").shape[1:])
             final = np.asarray(final_observation.get(key))
             if final.shape != expected:
                 raise StoreError(f"final observation {key}: expected shape {expected}, got {final.shape}")
