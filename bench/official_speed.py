@@ -33,9 +33,23 @@ from torch.utils.flop_counter import FlopCounterMode
 
 STATE_DIM, ACTION_DIM, SEQ_LEN = 39, 4, 4
 CONFIG = {  # cfgs/config_cqn{_as}_rlbench.yaml
-    "lr": 5e-5, "weight_decay": 0.1, "feature_dim": 64, "hidden_dim": 512, "levels": 3, "bins": 5, "atoms": 51,
-    "v_min": -2.0, "v_max": 2.0, "critic_lambda": 0.1, "bc_lambda": 1.0, "bc_margin": 0.01, "critic_target_tau": 0.02,
-    "critic_target_interval": 1, "update_every_steps": 1, "num_expl_steps": 0, "stddev_schedule": 0.01,
+    "lr": 5e-5,
+    "weight_decay": 0.1,
+    "feature_dim": 64,
+    "hidden_dim": 512,
+    "levels": 3,
+    "bins": 5,
+    "atoms": 51,
+    "v_min": -2.0,
+    "v_max": 2.0,
+    "critic_lambda": 0.1,
+    "bc_lambda": 1.0,
+    "bc_margin": 0.01,
+    "critic_target_tau": 0.02,
+    "critic_target_interval": 1,
+    "update_every_steps": 1,
+    "num_expl_steps": 0,
+    "stddev_schedule": 0.01,
 }
 CQN_AS_CONFIG = {"gru_layers": 1, "rgb_encoder_layers": 0, "use_parallel_impl": False}
 
@@ -60,7 +74,9 @@ def make_agent(name: str):
     action_shape = (SEQ_LEN, ACTION_DIM) if name == "cqn_as" else (ACTION_DIM,)
     agent_cls = module.CQNASAgent if name == "cqn_as" else module.CQNAgent
     with contextlib.redirect_stdout(io.StringIO()):  # the agents print their networks
-        agent = agent_cls(rgb_obs_shape=None, low_dim_obs_shape=(STATE_DIM,), action_shape=action_shape, device="cpu", **settings)
+        agent = agent_cls(
+            rgb_obs_shape=None, low_dim_obs_shape=(STATE_DIM,), action_shape=action_shape, device="cpu", **settings
+        )
     agent.aug = nn.Identity()
     return agent
 
@@ -73,9 +89,14 @@ def make_batch(name: str, replay_rows: int, demo_rows: int) -> dict[str, torch.T
     action_dim = ACTION_DIM * (SEQ_LEN if name == "cqn_as" else 1)
     obs, next_obs = torch.randn(n, STATE_DIM, generator=g), torch.randn(n, STATE_DIM, generator=g)
     return {
-        "rgb_obs": obs[:, None], "low_dim_obs": obs, "next_rgb_obs": next_obs[:, None], "next_low_dim_obs": next_obs,
-        "action": torch.rand(n, action_dim, generator=g) * 2 - 1, "reward": torch.rand(n, 1, generator=g),
-        "discount": torch.full((n, 1), 0.99), "demos": torch.cat([torch.zeros(replay_rows, 1), torch.ones(demo_rows, 1)]),
+        "rgb_obs": obs[:, None],
+        "low_dim_obs": obs,
+        "next_rgb_obs": next_obs[:, None],
+        "next_low_dim_obs": next_obs,
+        "action": torch.rand(n, action_dim, generator=g) * 2 - 1,
+        "reward": torch.rand(n, 1, generator=g),
+        "discount": torch.full((n, 1), 0.99),
+        "demos": torch.cat([torch.zeros(replay_rows, 1), torch.ones(demo_rows, 1)]),
     }
 
 
@@ -138,10 +159,15 @@ def main() -> None:
     for name in ("cqn", "cqn_as"):
         r = bench_agent(name, args.batch, args.seconds)
         results.append(r)
-        print(f"{name:<7} {r['rows']:>5} {r['seconds_per_update']:9.3f} {r['gflop_per_update']:10.1f} {r['gflops_achieved']:8.1f} {r['act_ms_p50']:7.2f}", flush=True)
+        print(
+            f"{name:<7} {r['rows']:>5} {r['seconds_per_update']:9.3f} {r['gflop_per_update']:10.1f} {r['gflops_achieved']:8.1f} {r['act_ms_p50']:7.2f}",
+            flush=True,
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     machine = {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(), "torch": torch.__version__}
-    args.out.write_text(json.dumps({"machine": machine, "state_dim": STATE_DIM, "action_dim": ACTION_DIM, "results": results}, indent=2))
+    args.out.write_text(
+        json.dumps({"machine": machine, "state_dim": STATE_DIM, "action_dim": ACTION_DIM, "results": results}, indent=2)
+    )
     print(f"wrote {args.out}")
 
 

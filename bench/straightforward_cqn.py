@@ -37,7 +37,14 @@ class PlainEncoder(ObservationEncoder):
 class PlainStream(nn.Module):
     def __init__(self, in_dim: int, hidden: int, out_dim: int, gru: bool) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.LayerNorm(hidden), nn.SiLU())
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, hidden),
+            nn.LayerNorm(hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, hidden),
+            nn.LayerNorm(hidden),
+            nn.SiLU(),
+        )
         self.gru = nn.GRU(hidden, hidden, batch_first=True) if gru else None
         self.head = nn.Linear(hidden, out_dim)
 
@@ -70,17 +77,23 @@ class PlainCritic(nn.Module):
 class StraightforwardAgent(CQNAgent):
     """Same losses and codec as CQNAgent; the critic is PlainCritic, evaluated level by level."""
 
-    def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, cfg: CQNConfig, device: str = "cpu") -> None:
+    def __init__(
+        self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, cfg: CQNConfig, device: str = "cpu"
+    ) -> None:
         self.cfg, self.action_dim, self.device = cfg, action_dim, torch.device(device)
         self.codec = C2FCodec(cfg.levels, cfg.bins)
         self.head = make_head("c51", atoms=cfg.atoms, v_min=cfg.v_min, v_max=cfg.v_max).to(self.device)
         self.encoder = PlainEncoder(obs_shapes, cfg.proj_dim).to(self.device)
         self.critic = PlainCritic(self.encoder.out_dim, action_dim, cfg, cfg.atoms).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.optimizer = torch.optim.AdamW(list(self.encoder.parameters()) + list(self.critic.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            list(self.encoder.parameters()) + list(self.critic.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
 
     def _all_levels(self, critic: PlainCritic, features: Tensor, prev: Tensor) -> Tensor:
-        return torch.stack([critic.forward_level(features, prev[:, level], level) for level in range(self.cfg.levels)], 1)
+        return torch.stack(
+            [critic.forward_level(features, prev[:, level], level) for level in range(self.cfg.levels)], 1
+        )
 
     def greedy(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         level_q: list[Tensor] = []
@@ -97,9 +110,13 @@ class StraightforwardAgent(CQNAgent):
         other = torch.ones(logits.shape[:-1], dtype=torch.bool, device=logits.device)
         other.scatter_(-1, idx[..., None], False)
         q = self.head.q(logits)
-        margin = ((self.cfg.margin - (q.gather(-1, idx[..., None]) - q)).clamp(min=0) * other).sum(-1) / (self.cfg.bins - 1)
+        margin = ((self.cfg.margin - (q.gather(-1, idx[..., None]) - q)).clamp(min=0) * other).sum(-1) / (
+            self.cfg.bins - 1
+        )
         cdf = self.head.cdf(logits)
-        dominance = ((gather_bins(cdf, idx)[..., None, :] - cdf).clamp(min=0).sum(-1) * other).sum(-1) / (self.cfg.bins - 1)
+        dominance = ((gather_bins(cdf, idx)[..., None, :] - cdf).clamp(min=0).sum(-1) * other).sum(-1) / (
+            self.cfg.bins - 1
+        )
         return margin.mean() + dominance.mean()
 
     def update(self, batch: dict[str, Tensor], demo_rows: int) -> dict[str, float]:
@@ -111,15 +128,19 @@ class StraightforwardAgent(CQNAgent):
             _, next_idx, _ = self.greedy(next_features)
             next_prev = self.codec.encode(self.codec.decode(next_idx))[1].transpose(1, 2)
             next_logits = self._all_levels(self.critic_target, next_features, next_prev)
-            target = self.head.target(batch["reward"], batch["discount"], gather_bins(next_logits, next_idx.transpose(1, 2)))
+            target = self.head.target(
+                batch["reward"], batch["discount"], gather_bins(next_logits, next_idx.transpose(1, 2))
+            )
         idx, prev = (t.transpose(1, 2) for t in self.codec.encode(batch["action"]))
         logits = self._all_levels(self.critic, features, prev)
         critic_loss = self.head.loss(gather_bins(logits, idx), target).mean()
-        loss = self.cfg.critic_lambda * critic_loss + self.cfg.demo_lambda * self._demo_loss(logits[-demo_rows:], idx[-demo_rows:])
+        loss = self.cfg.critic_lambda * critic_loss + self.cfg.demo_lambda * self._demo_loss(
+            logits[-demo_rows:], idx[-demo_rows:]
+        )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         with torch.no_grad():
-            for p, tp in zip(self.critic.parameters(), self.critic_target.parameters()):
+            for p, tp in zip(self.critic.parameters(), self.critic_target.parameters(), strict=True):
                 tp.lerp_(p, self.cfg.tau)
         return {"critic_loss": critic_loss.item()}

@@ -28,15 +28,15 @@ from robo_q.allocator import configure_cpu_allocator
 if "--default-allocator" not in sys.argv:
     configure_cpu_allocator()  # as the roboq CLI does, before torch loads
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from robo_q.agents import make_agent  # noqa: E402
-from robo_q.agents.cqn import CQNAgent, CQNConfig  # noqa: E402
+from robo_q.agents import make_agent
+from robo_q.agents.cqn import CQNAgent, CQNConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from straightforward_cqn import StraightforwardAgent  # noqa: E402
+from straightforward_cqn import StraightforwardAgent
 
 PRESETS = {"small": {"hidden": 128, "batch": 64}, "paper": {"hidden": 512, "batch": 256}}
 AGENTS = {"cqn": {"seq_len": 1, "gru": False}, "cqn_as": {"seq_len": 4, "gru": True}}
@@ -70,8 +70,16 @@ def make_batch(obs: str, rows: int, seq_len: int, device: torch.device) -> dict[
     if obs == "state":
         o = {"obs.state": torch.randn(rows, 39, generator=g), "next_obs.state": torch.randn(rows, 39, generator=g)}
     else:
-        o = {k: torch.randint(0, 256, (rows, 84, 84, 24), generator=g, dtype=torch.uint8) for k in ("obs.images.cam", "next_obs.images.cam")}
-    batch = {**o, "action": torch.rand(rows, seq_len, 4, generator=g) * 2 - 1, "reward": (torch.rand(rows, generator=g) < 0.1).float(), "discount": torch.full((rows,), 0.99)}
+        o = {
+            k: torch.randint(0, 256, (rows, 84, 84, 24), generator=g, dtype=torch.uint8)
+            for k in ("obs.images.cam", "next_obs.images.cam")
+        }
+    batch = {
+        **o,
+        "action": torch.rand(rows, seq_len, 4, generator=g) * 2 - 1,
+        "reward": (torch.rand(rows, generator=g) < 0.1).float(),
+        "discount": torch.full((rows,), 0.99),
+    }
     return {k: v.to(device) for k, v in batch.items()}
 
 
@@ -79,10 +87,16 @@ def official_measured() -> dict[str, dict]:
     """The official code's results on this machine by agent name ({} before bench/official_speed.py ran)."""
     if not OFFICIAL_MEASURED.is_file():
         return {}
-    return {r["agent"]: r for r in json.loads(OFFICIAL_MEASURED.read_text())["results"] if r["rows"] == 2 * PRESETS["paper"]["batch"]}
+    return {
+        r["agent"]: r
+        for r in json.loads(OFFICIAL_MEASURED.read_text())["results"]
+        if r["rows"] == 2 * PRESETS["paper"]["batch"]
+    }
 
 
-def bench_case(agent_name: str, preset: str, obs: str, device: torch.device, seconds: float, impl: str = "robo_q") -> dict:
+def bench_case(
+    agent_name: str, preset: str, obs: str, device: torch.device, seconds: float, impl: str = "robo_q"
+) -> dict:
     sizes = PRESETS[preset]
     shapes = {"state": (39,)} if obs == "state" else {"images.cam": (84, 84, 24)}
     settings = {**AGENTS[agent_name], "hidden": sizes["hidden"]}
@@ -156,21 +170,37 @@ def main() -> None:
     parser.add_argument("--obs", default="state,pixels", help="comma-separated observation types")
     parser.add_argument("--presets", default=",".join(PRESETS), help="comma-separated agent presets")
     parser.add_argument("--no-baseline", action="store_true", help="skip the straightforward implementation")
-    parser.add_argument("--compile", action="store_true", help="also time agent.compile=true (one compile per case, minutes on a small CPU)")
-    parser.add_argument("--default-allocator", action="store_true", help="leave glibc and torch's CPU allocation as they come (robo_q.allocator not applied)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time agent.compile=true (one compile per case, minutes on a small CPU)",
+    )
+    parser.add_argument(
+        "--default-allocator",
+        action="store_true",
+        help="leave glibc and torch's CPU allocation as they come (robo_q.allocator not applied)",
+    )
     parser.add_argument("--out", default="bench/results/train_speed.json")
     args = parser.parse_args()
     devices = [torch.device(d) for d in args.devices.split(",") if d != "cuda" or torch.cuda.is_available()]
     results, peaks = [], {}
     for device in devices:
         peaks[device.type] = matmul_peak_gflops(device)
-        print(f"{device.type} fp32 matmul peak: {peaks[device.type]:.0f} GFLOP/s (measured again at the end; the higher one counts)")
-    print(f"{'agent':<7} {'preset':<6} {'obs':<7} {'device':<6} {'impl':<16} {'updates/s':>10} {'s/update':>9} {'GFLOP/upd':>10} {'GFLOP/s':>8} {'act ms':>7} {'speedup':>22}")
+        print(
+            f"{device.type} fp32 matmul peak: {peaks[device.type]:.0f} GFLOP/s (measured again at the end; the higher one counts)"
+        )
+    print(
+        f"{'agent':<7} {'preset':<6} {'obs':<7} {'device':<6} {'impl':<16} {'updates/s':>10} {'s/update':>9} {'GFLOP/upd':>10} {'GFLOP/s':>8} {'act ms':>7} {'speedup':>22}"
+    )
     for device in devices:
         for obs in args.obs.split(","):
             for preset in args.presets.split(","):
                 for agent_name in AGENTS:
-                    impls = ([] if args.no_baseline else ["straightforward"]) + ["robo_q"] + (["robo_q+compile"] if args.compile else [])
+                    impls = (
+                        ([] if args.no_baseline else ["straightforward"])
+                        + ["robo_q"]
+                        + (["robo_q+compile"] if args.compile else [])
+                    )
                     plain = None
                     for impl in impls:
                         r = bench_case(agent_name, preset, obs, device, args.seconds, impl)
@@ -185,7 +215,10 @@ def main() -> None:
                             notes.append(f"{r['speedup_vs_official']:.2f}x official")
                         if "speedup_vs_official_measured" in r:
                             notes.append(f"{r['speedup_vs_official_measured']:.2f}x measured")
-                        print(f"{agent_name:<7} {preset:<6} {obs:<7} {device.type:<6} {impl:<16} {r['updates_per_s']:10.2f} {r['seconds_per_update']:9.3f} {r['gflop_per_update']:10.1f} {r['gflops_achieved']:8.1f} {r['act_ms_p50']:7.2f} {', '.join(notes):>22}", flush=True)
+                        print(
+                            f"{agent_name:<7} {preset:<6} {obs:<7} {device.type:<6} {impl:<16} {r['updates_per_s']:10.2f} {r['seconds_per_update']:9.3f} {r['gflop_per_update']:10.1f} {r['gflops_achieved']:8.1f} {r['act_ms_p50']:7.2f} {', '.join(notes):>22}",
+                            flush=True,
+                        )
     for device in devices:  # this shared VM's matmul rate drifts: the higher of two measurements counts
         end = matmul_peak_gflops(device)
         print(f"\n{device.type} fp32 matmul peak at the end: {end:.0f} GFLOP/s")
@@ -193,21 +226,41 @@ def main() -> None:
     for r in results:
         r["peak_fraction"] = r["gflops_achieved"] / peaks[r["device"]]
         r["floor_seconds_per_update"] = r["gflop_per_update"] / peaks[r["device"]]
-    print(f"official CPU figures (issue #3; paper size, state): cqn {OFFICIAL_CPU_SECONDS['cqn']} s, cqn_as {OFFICIAL_CPU_SECONDS['cqn_as']} s per update")
+    print(
+        f"official CPU figures (issue #3; paper size, state): cqn {OFFICIAL_CPU_SECONDS['cqn']} s, cqn_as {OFFICIAL_CPU_SECONDS['cqn_as']} s per update"
+    )
     measured = official_measured()
     if measured:
-        print("official code measured here (bench/official_speed.py): " + ", ".join(f"{k} {v['seconds_per_update']:.3f} s ({v['gflop_per_update']:.0f} GFLOP, {v['gflops_achieved']:.0f} GFLOP/s)" for k, v in measured.items()))
+        print(
+            "official code measured here (bench/official_speed.py): "
+            + ", ".join(
+                f"{k} {v['seconds_per_update']:.3f} s ({v['gflop_per_update']:.0f} GFLOP, {v['gflops_achieved']:.0f} GFLOP/s)"
+                for k, v in measured.items()
+            )
+        )
     for r in results:
         if r["impl"] == "robo_q" and "speedup_vs_official" in r:
             ceiling = OFFICIAL_CPU_SECONDS[r["agent"]] / r["floor_seconds_per_update"]
             r["ceiling_vs_official"] = ceiling
-            print(f"{r['agent']}: {r['gflop_per_update']:.0f} GFLOP per update at the {peaks['cpu']:.0f} GFLOP/s matmul peak takes at least {r['floor_seconds_per_update']:.2f} s: no implementation of this math beats {ceiling:.2f}x the issue's official figure here")
+            print(
+                f"{r['agent']}: {r['gflop_per_update']:.0f} GFLOP per update at the {peaks['cpu']:.0f} GFLOP/s matmul peak takes at least {r['floor_seconds_per_update']:.2f} s: no implementation of this math beats {ceiling:.2f}x the issue's official figure here"
+            )
             if r["agent"] in measured:
-                r["ceiling_vs_official_measured"] = measured[r["agent"]]["seconds_per_update"] / r["floor_seconds_per_update"]
-                print(f"{'':>{len(r['agent']) + 2}}the official code's {measured[r['agent']]['gflop_per_update']:.0f} GFLOP in the issue's {OFFICIAL_CPU_SECONDS[r['agent']]} s would need {measured[r['agent']]['gflop_per_update'] / OFFICIAL_CPU_SECONDS[r['agent']]:.0f} GFLOP/s; against its measured time the ceiling is {r['ceiling_vs_official_measured']:.2f}x")
+                r["ceiling_vs_official_measured"] = (
+                    measured[r["agent"]]["seconds_per_update"] / r["floor_seconds_per_update"]
+                )
+                print(
+                    f"{'':>{len(r['agent']) + 2}}the official code's {measured[r['agent']]['gflop_per_update']:.0f} GFLOP in the issue's {OFFICIAL_CPU_SECONDS[r['agent']]} s would need {measured[r['agent']]['gflop_per_update'] / OFFICIAL_CPU_SECONDS[r['agent']]:.0f} GFLOP/s; against its measured time the ceiling is {r['ceiling_vs_official_measured']:.2f}x"
+                )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "robo_q_allocator": not args.default_allocator}
+    machine = {
+        "platform": platform.platform(),
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "robo_q_allocator": not args.default_allocator,
+    }
     out.write_text(json.dumps({"machine": machine, "matmul_peak_gflops": peaks, "results": results}, indent=2))
     print(f"wrote {out}")
 

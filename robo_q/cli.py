@@ -110,6 +110,20 @@ COMMANDS = [
         "list the task names (family=metaworld|dmc)",
         "roboq tasks family=dmc",
     ),
+    Command(
+        "sweep",
+        "sweep",
+        "robo_q.commands.sweep:sweep",
+        "a grid of training runs on Ray (settings given as lists are the grid's axes)",
+        "roboq sweep task=[metaworld/drawer-open,metaworld/pick-place] agent=[cqn_as,bc] seed=[0,1] train.steps=10000",
+    ),
+    Command(
+        "report",
+        "report",
+        "robo_q.commands.report:report",
+        "a sweep's success rates with 95% Wilson intervals: table, curves PNG, markdown",
+        "roboq report sweep=outputs/sweeps/<name>",
+    ),
 ]
 
 

@@ -21,8 +21,8 @@ if sys.argv[1] == "configured":
 import torch
 
 class MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 
 libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = MallInfo2
@@ -53,6 +53,7 @@ def malloc_stats(mode: str) -> dict[str, dict[str, int]]:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
 def test_configured_allocator_keeps_big_blocks_in_the_heap_and_reuses_them():
     default, configured = malloc_stats("default"), malloc_stats("configured")
+
     def growth(stats: dict[str, dict[str, int]], when: str, field: str) -> int:
         return stats[when][field] - stats["before"][field]
 
