@@ -146,9 +146,11 @@ class SimBridge(Node):
             self.pub_result.wait_for_all_acked(RclDuration(seconds=1.0))
             self._restart_at = time.monotonic() + RESTART_GAP_S
 
-    def finish(self, seconds: float = 1.0) -> None:
+    def finish(self, seconds: float = 15.0) -> None:
         """Before the process exits: wait (up to ``seconds`` each) until subscribers acknowledged the
-        episode events, so a recorder or session never misses the last result; write the results."""
+        episode events, so a recorder or session never misses the last result; write the results.
+        The wait ends as soon as every subscriber has acknowledged: the limit only matters for one that
+        died, and a short one let a recorder starved of CPU lose the last episode's result."""
         for pub in (self.pub_success, self.pub_start, self.pub_result):
             pub.wait_for_all_acked(RclDuration(seconds=seconds))
         self.write_results()
