@@ -95,8 +95,7 @@ class Policy(SequencePolicy):
 
     def to_native(self, action: np.ndarray) -> np.ndarray:
         """Normalised [-1, 1] action -> actuator units (the bundle's action bounds)."""
-        low, high = np.asarray(self.spec["action"]["low"]), np.asarray(self.spec["action"]["high"])
-        return low + (np.asarray(action) + 1.0) * 0.5 * (high - low)
+        return self.features.action.to_native(action)
 
 
 def load_policy(bundle: str | Path, backend: str = "onnx", threads: int = 1, max_delta: float | None = None) -> Policy:

@@ -102,8 +102,7 @@ class SimBridge(Node):
                 throttle_duration_sec=1.0,
             )
             return
-        low, high = self.env.action_low, self.env.action_high
-        self.command = np.clip((native - low) / (high - low) * 2.0 - 1.0, -1.0, 1.0)
+        self.command = self.env.action_spec.from_native(native)
         if self.mode == "lockstep" and not self.done and self._restart_at is None:
             self._step()
 

@@ -67,7 +67,7 @@ class TopicRecorder(Node):
         self.store: EpisodeStore | None = None
         if task:
             with make_env(task, **(env_settings or {})) as env:
-                self.low, self.high = env.action_low, env.action_high
+                self.action_spec = env.action_spec
                 spec = {"state": env.observation_spec["state"]}
                 self.store = EpisodeStore.create(
                     out / "episodes.zarr",
@@ -110,8 +110,8 @@ class TopicRecorder(Node):
 
     def _on_command(self, msg: Float64MultiArray) -> None:
         native = np.asarray(msg.data)
-        if native.shape == self.low.shape and np.all(np.isfinite(native)):
-            self._command = np.clip((native - self.low) / (self.high - self.low) * 2 - 1, -1, 1)
+        if native.shape == (self.action_spec.dim,) and np.all(np.isfinite(native)):
+            self._command = self.action_spec.from_native(native)
             self._answered = True
             self._finish()
 
