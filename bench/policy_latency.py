@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from policies import load_policy
+from policies.features import ActionSpec, FeatureSchema, image_feature, state_feature
 from policies.schedule import SequencePolicy
 from robo_q.agents import make_agent
 from robo_q.export import export_agent
@@ -31,19 +32,20 @@ AGENTS = {"cqn": {"seq_len": 1, "gru": False}, "cqn_as": {"seq_len": 4, "gru": T
 TARGET_P99_MS = 1.0  # small cqn_as bundle, ONNX Runtime
 
 
-def synthetic_meta(name: str, settings: dict) -> dict:
+def synthetic_features(image: tuple[int, int] | None = None) -> FeatureSchema:
+    """Meta-World drawer-open's shapes: 39-D state, 4-D end-effector delta (and one camera)."""
+    observation = {"state": state_feature("state", [f"state_{i}" for i in range(39)])}
+    if image is not None:
+        observation["images.cam"] = image_feature("images.cam", *image)
+    action = ActionSpec(("hand_dx", "hand_dy", "hand_dz", "gripper"), (-1.0,) * 4, (1.0,) * 4, "delta")
+    return FeatureSchema(observation, action, 0.0125)
+
+
+def synthetic_meta(name: str, settings: dict, features: FeatureSchema | None = None) -> dict:
+    """Checkpoint metadata of an untrained agent (what export needs)."""
     return {
         "task": "metaworld/drawer-open",
-        "control_dt": 0.0125,
-        "obs_shapes": {"state": [39]},
-        "observation_spec": {"state": {"shape": [39], "dtype": "float64"}},
-        "action_dim": 4,
-        "action": {
-            "low": [-1.0] * 4,
-            "high": [1.0] * 4,
-            "names": ["hand_dx", "hand_dy", "hand_dz", "gripper"],
-            "units": "normalised",
-        },
+        "features": (features or synthetic_features()).to_dict(),
         "agent": {"name": name, **settings},
         "env": {},
         "path": "(benchmark: untrained)",
@@ -82,7 +84,7 @@ def main() -> None:
         for size, hidden in SIZES.items():
             for name, shape in AGENTS.items():
                 settings = {**shape, "hidden": hidden}
-                agent = make_agent(name, settings, {"state": (39,)}, 4, "cpu")
+                agent = make_agent(name, settings, synthetic_features(), "cpu")
                 bundle = Path(tmp) / f"{name}_{size}"
                 export_agent(agent, synthetic_meta(name, settings), bundle)
                 runtimes = {

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from policies.features import FeatureSchema
 from robo_q.agents.codec import C2FCodec
 from robo_q.agents.cqn import CQNAgent, CQNConfig, gather_bins
 from robo_q.agents.heads import make_head
@@ -77,13 +78,12 @@ class PlainCritic(nn.Module):
 class StraightforwardAgent(CQNAgent):
     """Same losses and codec as CQNAgent; the critic is PlainCritic, evaluated level by level."""
 
-    def __init__(
-        self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, cfg: CQNConfig, device: str = "cpu"
-    ) -> None:
-        self.cfg, self.action_dim, self.device = cfg, action_dim, torch.device(device)
+    def __init__(self, features: FeatureSchema, cfg: CQNConfig, device: str | torch.device = "cpu") -> None:
+        self.cfg, self.action_dim, self.device = cfg, features.action.dim, torch.device(device)
+        action_dim = self.action_dim
         self.codec = C2FCodec(cfg.levels, cfg.bins)
         self.head = make_head("c51", atoms=cfg.atoms, v_min=cfg.v_min, v_max=cfg.v_max).to(self.device)
-        self.encoder = PlainEncoder(obs_shapes, cfg.proj_dim).to(self.device)
+        self.encoder = PlainEncoder(features, cfg.frame_stack, cfg.proj_dim).to(self.device)
         self.critic = PlainCritic(self.encoder.out_dim, action_dim, cfg, cfg.atoms).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.optimizer = torch.optim.AdamW(

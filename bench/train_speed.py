@@ -46,17 +46,27 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from policies.features import FeatureSchema
 from robo_q.agents import make_agent
 from robo_q.agents.cqn import CQNAgent, CQNConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 import official_speed
+from policy_latency import synthetic_features
 from straightforward_cqn import StraightforwardAgent
 
 PRESETS = {"small": {"hidden": 128, "batch": 64}, "paper": {"hidden": 512, "batch": 256}}
 TINY_PRESETS = {"small": {"hidden": 16, "batch": 4}, "paper": {"hidden": 32, "batch": 8}}
 OFFICIAL_PRESETS = ("paper",)  # the official configs' size (hidden 512, 256 + 256 rows)
 AGENTS = {"cqn": {"seq_len": 1, "gru": False}, "cqn_as": {"seq_len": 4, "gru": True}}
+
+
+def pixel_features() -> FeatureSchema:
+    """One 84x84 camera (no state), the 4-D action of Meta-World."""
+    state = synthetic_features(image=(84, 84))
+    return state.select(["images.cam"])
+
+
 IMPL_ORDER = ("straightforward", "robo_q", "robo_q+compile", "official")
 # Matmul shapes of the paper-size update (GRU input/recurrent products, square) for the peak.
 PEAK_SHAPES = [(6144, 512, 1536), (1536, 6144, 512), (3072, 512, 1536), (4096, 4096, 4096)]
@@ -103,8 +113,8 @@ class RoboQUpdate:
 
     def __init__(self, impl: str, agent_name: str, obs: str, sizes: dict, device: torch.device) -> None:
         self.impl, self.agent_name, self.obs, self.device = impl, agent_name, obs, device
-        self.shapes = {"state": (39,)} if obs == "state" else {"images.cam": (84, 84, 24)}
-        self.settings = {**AGENTS[agent_name], "hidden": sizes["hidden"]}
+        self.features = synthetic_features() if obs == "state" else pixel_features()
+        self.settings = {**AGENTS[agent_name], "hidden": sizes["hidden"], "frame_stack": 1 if obs == "state" else 8}
         torch.manual_seed(1)
         self.agent = self._build(impl)
         self.batch = make_batch(obs, 2 * sizes["batch"], AGENTS[agent_name]["seq_len"], device)
@@ -114,9 +124,9 @@ class RoboQUpdate:
 
     def _build(self, impl: str) -> CQNAgent:
         if impl == "straightforward":
-            return StraightforwardAgent(self.shapes, 4, CQNConfig(**self.settings), self.device)
+            return StraightforwardAgent(self.features, CQNConfig(**self.settings), self.device)
         return make_agent(
-            self.agent_name, {**self.settings, "compile": impl == "robo_q+compile"}, self.shapes, 4, self.device
+            self.agent_name, {**self.settings, "compile": impl == "robo_q+compile"}, self.features, self.device
         )
 
     def update(self) -> None:

@@ -7,6 +7,7 @@ action = policy.act(observation)
 """
 
 from policies.bundle import BundleError
-from policies.runtime import ObservationError, Policy, load_policy
+from policies.features import ObservationError
+from policies.runtime import Policy, load_policy
 
 __all__ = ["BundleError", "ObservationError", "Policy", "load_policy"]

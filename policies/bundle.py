@@ -10,16 +10,11 @@ from typing import Any
 from policies.features import FeatureSchema, SchemaError, legacy_schema
 
 BUNDLE_FORMAT = "robo_q.policy_bundle"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
 
 
 class BundleError(RuntimeError):
     """A missing, corrupt, tampered or incompatible policy bundle."""
-
-
-def input_name(key: str) -> str:
-    """The model input name of an observation key (``images.wrist`` -> ``images_wrist``)."""
-    return key.replace(".", "_")
 
 
 def read_versioned_json(path: Path, fmt: str, version: int, error: type[Exception], what: str) -> dict[str, Any]:

@@ -14,10 +14,6 @@ from policies.safety import SafetyFilter
 from policies.schedule import SequencePolicy
 
 
-class ObservationError(ValueError):
-    """An observation the policy cannot use: missing key, wrong shape, NaN or inf."""
-
-
 class Policy(SequencePolicy):
     """Validates observations, runs inference, schedules action sequences and filters the result.
 
@@ -41,14 +37,17 @@ class Policy(SequencePolicy):
             raise BundleError(f"{self.bundle}: cannot load {filename} ({type(err).__name__}: {err})") from err
         seq = self.spec["sequence"]
         super().__init__(
-            self._predict, seq["length"], seq["execution"], seq["ensemble_gain"], self.spec.get("frame_stack", 1)
+            self._predict,
+            seq["length"],
+            seq["execution"],
+            seq["ensemble_gain"],
+            self.spec.get("frame_stack", 1),
+            [f.key for f in self._features.of_kind("image")],
         )
         dim = self.spec["action"]["dim"]
         self.safety = SafetyFilter(-np.ones(dim), np.ones(dim), max_delta)
         self.last_q: np.ndarray | None = None
-        self._inputs = {
-            key: (o["input"], tuple(o["shape"]), np.dtype(o["dtype"])) for key, o in self.spec["observation"].items()
-        }
+        self._inputs = {key: o["input"] for key, o in self.spec["observation"].items()}  # key -> graph input
 
     @property
     def control_dt(self) -> float:
@@ -72,20 +71,10 @@ class Policy(SequencePolicy):
 
     def check(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The observation keys the policy reads, validated and cast; ObservationError otherwise."""
-        checked = {}
-        for key, (_, shape, dtype) in self._inputs.items():
-            if key not in obs:
-                raise ObservationError(f"observation lacks {key!r} (needs {sorted(self._inputs)})")
-            value = np.asarray(obs[key])
-            if value.shape != shape:
-                raise ObservationError(f"observation {key!r} has shape {value.shape}, expected {shape}")
-            if dtype.kind == "f" and not np.all(np.isfinite(value)):
-                raise ObservationError(f"observation {key!r} contains NaN or inf")
-            checked[key] = value.astype(dtype, copy=False)
-        return checked
+        return self._features.check(obs)
 
     def _predict(self, stacked: dict[str, np.ndarray]) -> np.ndarray:
-        outputs = self.backend({self._inputs[k][0]: np.ascontiguousarray(v[None]) for k, v in stacked.items()})
+        outputs = self.backend({self._inputs[k]: np.ascontiguousarray(v[None]) for k, v in stacked.items()})
         self.last_q = outputs[1][0] if len(outputs) > 1 else None
         return outputs[0][0]
 

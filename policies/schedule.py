@@ -8,7 +8,7 @@ exp(-gain * i), i = 0 for the oldest; open loop runs each predicted sequence for
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import numpy as np
 
@@ -56,9 +56,10 @@ class SequencePolicy:
         execution: str = "ensemble",
         gain: float = 0.01,
         frame_stack: int = 1,
+        image_keys: Collection[str] = (),
     ) -> None:
         self.predict = predict
-        self.history = FrameHistory(frame_stack)
+        self.history = FrameHistory(frame_stack, image_keys)
         self.scheduler = ActionScheduler(seq_len, execution, gain)
 
     def reset(self) -> None:

@@ -2,6 +2,9 @@
 
 <run>/checkpoints/step_00001000/{model,optimizer,replay}.safetensors, meta.json
 <run>/checkpoints/last -> step_00001000     (always a complete checkpoint)
+
+meta.json carries the feature schema the agent reads (``features``); format-version-1 checkpoints,
+written before schemas existed, get theirs from :func:`policies.features.legacy_schema`.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file, save_file
 
 from policies.bundle import read_versioned_json
+from policies.features import FeatureSchema, SchemaError, legacy_schema
 from robo_q.agents import Agent, make_agent
 from robo_q.device import resolve_device
 
 FORMAT = "robo_q.checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class CheckpointError(RuntimeError):
@@ -80,6 +84,27 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def checkpoint_features(meta: dict[str, Any]) -> FeatureSchema:
+    """The feature schema of checkpoint metadata ``meta`` (version 1: rebuilt from what it recorded)."""
+    try:
+        if "features" in meta:
+            return FeatureSchema.from_dict(meta["features"])
+        action = meta["action"]
+        return legacy_schema(
+            meta["observation_spec"],
+            action["low"],
+            action["high"],
+            meta["control_dt"],
+            meta["task"],
+            action.get("names"),
+            action.get("units", ""),
+        )
+    except (SchemaError, KeyError, TypeError) as err:
+        raise CheckpointError(
+            f"checkpoint {meta.get('path')} (format version {meta.get('format_version')}): bad features ({err})"
+        ) from err
+
+
 def check_compatible(meta: dict[str, Any], expected: dict[str, Any]) -> None:
     """Fail naming every setting where the checkpoint differs from the config it is loaded into."""
 
@@ -129,10 +154,10 @@ def load_buffers(path: str | Path, buffers: dict[str, Any]) -> None:
 def load_agent(checkpoint: str | Path, device: str = "auto") -> tuple[Agent, dict[str, Any]]:
     """The agent stored in a checkpoint (built from its own metadata, uncompiled) and that metadata."""
     meta = read_meta(checkpoint)
-    shapes = {k: tuple(v) for k, v in meta["obs_shapes"].items()}
+    features = checkpoint_features(meta)
     try:
         settings = {**meta["agent"], "compile": False}
-        agent = make_agent(meta["agent"]["name"], settings, shapes, meta["action_dim"], resolve_device(device))
+        agent = make_agent(meta["agent"]["name"], settings, features, resolve_device(device))
     except (KeyError, TypeError) as err:
         raise CheckpointError(f"{meta['path']}: incomplete metadata ({err})") from err
     load_weights(meta["path"], agent)

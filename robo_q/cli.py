@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from hydra.errors import HydraException
-from omegaconf import DictConfig
+from hydra.errors import ConfigCompositionException, HydraException
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from robo_q.allocator import configure_cpu_allocator
@@ -87,7 +87,14 @@ COMMANDS = [
         "deploy",
         "robo_q.commands.ros:deploy",
         "run a bundle as a ROS 2 lifecycle policy node",
-        "roboq deploy bundle=bundles/drawer-open params=configs/deploy/sim.yaml",
+        "roboq deploy bundle=bundles/arm robot=configs/robot/my_arm.yaml",
+    ),
+    Command(
+        "robot check",
+        "robot_check",
+        "robo_q.commands.ros:robot_check",
+        "listen to a live robot: every profile topic seen, fresh, the right shape / encoding for a bundle?",
+        "roboq robot check robot=configs/robot/my_arm.yaml bundle=bundles/arm",
     ),
     Command(
         "record",
@@ -132,10 +139,25 @@ def config_dir() -> Path:
     return Path(os.environ.get("ROBOQ_CONFIG_DIR", Path(__file__).resolve().parent / "configs"))
 
 
+# Settings whose values are file paths or profile names although configs/<key>/ exists (robot
+# profiles live in configs/robot/): set after composing, or hydra would read them as group choices.
+PATH_SETTINGS = ("robot",)
+
+
 def compose_config(name: str, overrides: list[str]) -> DictConfig:
     """The command's config from configs/ with hydra overrides (a resumed run: from its own config)."""
+    paths = {}
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        if sep and key in PATH_SETTINGS:
+            paths[key] = value
+    overrides = [o for o in overrides if o.partition("=")[0] not in paths]
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name=name, overrides=overrides)
+    for key, value in paths.items():
+        if key not in cfg:
+            raise ConfigCompositionException(f"Could not override '{key}': `roboq` {name} has no such setting")
+        OmegaConf.update(cfg, key, value or None)
     if name == "train" and cfg.get("resume"):
         from robo_q.training.settings import resumed_config
 
@@ -175,6 +197,21 @@ def _command_help(cmd: Command) -> str:
     return "\n\n".join(parts)
 
 
+_INPUT_ERRORS = {
+    "policies.bundle": "BundleError",
+    "robo_q.checkpoint": "CheckpointError",
+    "robo_q.data.store": "StoreError",
+}
+
+
+def _bad_input_errors() -> tuple[type[BaseException], ...]:
+    """The exception types that mean bad input, not a bug. Looked up among the modules the command
+    loaded (an error type whose module never loaded cannot have been raised): `roboq deploy`
+    thereby never imports torch or the training code."""
+    loaded = [getattr(sys.modules[m], name) for m, name in _INPUT_ERRORS.items() if m in sys.modules]
+    return (FileExistsError, FileNotFoundError, ValueError, *loaded)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     wants_help = any(a in ("-h", "--help") for a in args)
@@ -194,10 +231,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"roboq: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     configure_cpu_allocator()  # before torch loads: reused, huge-page backed CPU memory
-    from policies import BundleError
-    from robo_q.checkpoint import CheckpointError  # imported here: keeps `roboq --help` fast
-    from robo_q.data import StoreError
-
     try:
         if wants_help:
             print(_command_help(cmd))
@@ -207,14 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(getattr(importlib.import_module(module), function)(cfg) or 0)
     except (HydraException, OmegaConfBaseException) as err:
         print(f"roboq {cmd.name}: bad settings: {err}\n(see `roboq {cmd.name} --help`)", file=sys.stderr)
-    except (
-        StoreError,
-        CheckpointError,
-        BundleError,
-        FileExistsError,
-        FileNotFoundError,
-        ValueError,
-    ) as err:  # sim.TaskError is a ValueError: bad input, not a bug
+    except _bad_input_errors() as err:  # sim.TaskError is a ValueError: bad input, not a bug
         print(f"roboq {cmd.name}: error: {err}", file=sys.stderr)
     except KeyboardInterrupt:
         print(f"roboq {cmd.name}: interrupted", file=sys.stderr)

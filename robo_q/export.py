@@ -3,8 +3,8 @@
 <bundle>/policy.onnx   greedy coarse-to-fine policy, every level inside one graph:
                        observations -> actions [1, K, D] (and q [1, K, D] for critics)
 <bundle>/policy.pt     the same graph as TorchScript
-<bundle>/policy.json   observation and action specs, sequence execution, control period,
-                       task and training provenance, file checksums
+<bundle>/policy.json   the feature schema (``features``), observation and action specs, sequence
+                       execution, control period, task and training provenance, file checksums
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import torch
 from torch import Tensor, nn
 
 import robo_q
-from policies.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, input_name
-from robo_q.checkpoint import load_agent
+from policies.bundle import BUNDLE_FORMAT, BUNDLE_VERSION
+from robo_q.checkpoint import checkpoint_features, load_agent
 
 
 class ExportedPolicy(nn.Module):
@@ -57,11 +57,13 @@ def export_agent(agent, meta: dict[str, Any], out: Path) -> dict[str, Any]:
     """Write the bundle of an agent described by checkpoint metadata ``meta`` to ``out``."""
     for module in agent.modules().values():
         module.eval()
-    keys = sorted(meta["obs_shapes"])
-    module = ExportedPolicy(agent, keys).eval()
+    features = checkpoint_features(meta)
+    frame_stack = meta["agent"].get("frame_stack", 1)
+    inputs = list(features.observation.values())  # the schema's order is the graph's input order
+    module = ExportedPolicy(agent, features.keys).eval()
     example = tuple(
-        torch.zeros(1, *meta["obs_shapes"][k], dtype=torch.uint8 if k.startswith("images.") else torch.float32)
-        for k in keys
+        torch.zeros(1, *f.stacked_shape(frame_stack), dtype=torch.uint8 if f.kind == "image" else torch.float32)
+        for f in inputs
     )
     with torch.no_grad():
         outputs = module(*example)
@@ -77,7 +79,7 @@ def export_agent(agent, meta: dict[str, Any], out: Path) -> dict[str, Any]:
             module,
             example,
             tmp / "policy.onnx",
-            input_names=[input_name(k) for k in keys],
+            input_names=[f.input_name for f in inputs],
             output_names=output_names,
             dynamo=True,
             external_data=False,
@@ -89,19 +91,20 @@ def export_agent(agent, meta: dict[str, Any], out: Path) -> dict[str, Any]:
         "format": BUNDLE_FORMAT,
         "format_version": BUNDLE_VERSION,
         "task": meta["task"],
-        "control_dt": meta["control_dt"],
+        "control_dt": features.control_dt,
+        "features": features.to_dict(),
         "observation": {
-            k: {
-                "input": input_name(k),
-                "shape": meta["observation_spec"][k]["shape"],
-                "dtype": "uint8" if k.startswith("images.") else "float32",
-                "stacked_shape": meta["obs_shapes"][k],
-                "normalisation": "x / 255 - 0.5 inside the graph" if k.startswith("images.") else "none (raw values)",
+            f.key: {
+                "input": f.input_name,
+                "shape": list(f.shape),
+                "dtype": f.dtype.name,
+                "stacked_shape": list(f.stacked_shape(frame_stack)),
+                "normalisation": "x / 255 - 0.5 inside the graph" if f.kind == "image" else "none (raw values)",
             }
-            for k in keys
+            for f in inputs
         },
-        "frame_stack": agent_cfg.get("frame_stack", 1),
-        "action": {"dim": meta["action_dim"], "normalised_bounds": [-1.0, 1.0], **meta["action"]},
+        "frame_stack": frame_stack,
+        "action": {"normalised_bounds": [-1.0, 1.0], **features.action.to_dict()},
         "sequence": {
             "length": agent_cfg["seq_len"],
             "execution": agent_cfg.get("execution", "ensemble"),

@@ -1,9 +1,10 @@
 """Offline replay of an MCAP log through a bundle: how would the policy have commanded?
 
-Reads a rosbag2 log (ours, or any tool's with standard messages) with ``rosbags``; feeds each
-observation (``std_msgs/Float64MultiArray``, or the positions then velocities of a
-``sensor_msgs/JointState``) through the bundle's runtime in log order, resetting at episode
-starts, and compares the policy's command with the next logged command.
+Reads a rosbag2 log (ours, or any tool's with standard messages) with ``rosbags``. A robot
+profile says which logged topics fill the bundle's features and where the commands are; the
+messages go through the same observation assembler as on the robot, in log order with log time,
+resetting at episode starts. Each complete new observation is acted on and the policy's command
+compared with the next logged command.
 """
 
 from __future__ import annotations
@@ -15,63 +16,79 @@ import numpy as np
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
 
-from policies import load_policy
+from policies import ObservationError, load_policy
 from ros_nodes import interfaces as io
+from ros_nodes import messages as msgs
+from ros_nodes.assembler import ObservationAssembler
+from ros_nodes.profile import RobotProfile
 from ros_nodes.runner import stop_requested
 
 
-def _vector(msg: Any) -> np.ndarray:
-    if hasattr(msg, "position") and hasattr(msg, "velocity"):
-        return np.concatenate([np.asarray(msg.position, np.float64), np.asarray(msg.velocity, np.float64)])
-    return np.asarray(msg.data, np.float64)
+def _bag(path: str | Path) -> Path:
+    path = Path(path)
+    bag = path / "log" if (path / "log").is_dir() else path
+    if not bag.exists():
+        raise FileNotFoundError(f"{path}: no rosbag2 log here")
+    return bag
 
 
 def replay_log(
     path: str | Path,
     bundle: str | Path,
+    profile: RobotProfile,
     *,
     backend: str = "onnx",
-    observation_topic: str = io.STATE_OBSERVATION,
-    command_topic: str = io.COMMANDS,
     episode_topic: str = io.EPISODE_START,
 ) -> dict[str, Any]:
-    path = Path(path)
-    bag = path / "log" if (path / "log").is_dir() else path
-    if not bag.exists():
-        raise FileNotFoundError(f"{path}: no rosbag2 log here")
+    bag = _bag(path)
     policy = load_policy(bundle, backend)
+    command = profile.bind(policy.features, policy.control_dt)
+    assembler = ObservationAssembler(profile, policy.features)
     policy.reset()
-    key = next(iter(policy.observation_spec))
     diffs: list[np.ndarray] = []
     pending: np.ndarray | None = None
-    episodes = 0
+    episodes = rejected = 0
+    acted_at = float("-inf")
+    command_topic = profile.command.topic
     with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
         topics = {c.topic for c in reader.connections}
-        missing = {observation_topic, command_topic} - topics
+        missing = sorted({command_topic, *assembler.topics()} - topics)
         if missing:
-            raise ValueError(f"{bag} has no {sorted(missing)} (topics: {sorted(topics)})")
-        wanted = [c for c in reader.connections if c.topic in (observation_topic, command_topic, episode_topic)]
-        for connection, _, raw in reader.messages(connections=wanted):
+            raise ValueError(f"{bag} has no {missing} (topics: {sorted(topics)})")
+        wanted = [c for c in reader.connections if c.topic in {command_topic, episode_topic, *assembler.topics()}]
+        for connection, stamp, raw in reader.messages(connections=wanted):
             msg: Any = reader.deserialize(raw, connection.msgtype)  # rosbags types it as object
+            now = stamp * 1e-9
             if connection.topic == episode_topic:
                 policy.reset()
+                assembler.reset()
                 pending, episodes = None, episodes + 1
-            elif connection.topic == observation_topic:
-                pending = policy.to_native(policy.act({key: _vector(msg)}))
-            elif pending is not None:
-                logged = np.asarray(msg.data, np.float64)
-                if logged.shape == pending.shape:
-                    diffs.append(np.abs(logged - pending))
+            elif connection.topic == command_topic:
+                if pending is not None:
+                    logged = command.read(msg)
+                    if logged.shape == pending.shape:
+                        diffs.append(np.abs(logged - pending))
                 pending = None
+            else:
+                rejected += len(assembler.receive(connection.topic, msg, now))
+                obs = assembler.observation(now) if assembler.updated_since(acted_at) else None
+                if obs is not None:
+                    acted_at = now
+                    try:
+                        pending = policy.to_native(policy.act(obs))
+                    except ObservationError:
+                        pending, rejected = None, rejected + 1
     if not diffs:
         raise ValueError(f"{bag}: no observation followed by a command to compare")
     table = np.array(diffs)
-    span = np.asarray(policy.spec["action"]["high"]) - np.asarray(policy.spec["action"]["low"])
+    span = policy.features.action.high_array - policy.features.action.low_array
     return {
         "log": str(bag),
         "bundle": str(bundle),
+        "robot": profile.name,
         "compared_steps": len(table),
         "episodes": episodes,
+        "rejected_messages": rejected,
         "mean_abs_difference": float(table.mean()),
         "max_abs_difference": float(table.max()),
         "agreement_rate": float(np.mean(np.all(table <= 0.01 * span, axis=1))),
@@ -90,8 +107,7 @@ def replay_commands(
     from rclpy.executors import SingleThreadedExecutor
     from std_msgs.msg import Float64MultiArray, Int64
 
-    path = Path(path)
-    bag = path / "log" if (path / "log").is_dir() else path
+    bag = _bag(path)
     episodes: list[tuple[int, list[np.ndarray]]] = []
     with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
         wanted = [c for c in reader.connections if c.topic in (command_topic, episode_topic)]
@@ -137,7 +153,7 @@ def replay_commands(
             wait(lambda s=seen: observations[0] > s)
             for command in commands:
                 seen = observations[0]
-                command_pub.publish(io.float_array(command))
+                command_pub.publish(msgs.float_array(command))
                 wait(lambda s=seen: observations[0] > s)
             wait(lambda s=seed: any(int(r[0]) == s for r in results))
     finally:

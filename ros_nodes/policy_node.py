@@ -1,24 +1,30 @@
-"""The policy as a ROS 2 lifecycle node: observations from topics, commands at the control rate.
+"""The policy as a ROS 2 lifecycle node: observations from a robot's topics, commands at the control rate.
 
-Lifecycle: configure loads the bundle (through ``policies/``) and creates the subscriptions and
-publishers; activate starts acting; deactivate stops and publishes a hold; cleanup releases
-everything. Parameters (a ``ros__parameters`` YAML file, or defaults for `roboq sim-bridge`):
+Lifecycle: configure loads the bundle (through ``policies/``, no torch), reads the robot profile,
+checks it against the bundle's features (one error listing every mismatch) and creates the
+subscriptions and the command publisher; activate starts acting; deactivate stops and publishes
+a hold; cleanup releases everything. Parameters (a ``ros__parameters`` file or ``-p``):
 
-    bundle, backend (onnx|torch), rate (0: the bundle's control rate),
-    trigger: timer (act on a timer at ``rate``) | observation (act once per new observation),
-    observation.keys: [state, ...]; per key: observation.<key>.topic, .type
-        (float64_multi_array | joint_state | pose_stamped), .joints and .fields (joint_state),
-    command_topic, command_type (float64_multi_array | joint_trajectory), joint_names,
-    stale_timeout (s), max_stale_ticks, estop_topic, max_delta (0: no rate limit),
-    hold (zero | last), episode_topic (std_msgs/Int64: reset the policy), diagnostics_period (s).
+    bundle, backend (onnx|torch), robot (a robot profile YAML; "" = the `roboq sim-bridge` one),
+    rate (0: the profile's, else the bundle's control rate), trigger: timer (act at ``rate``) |
+    observation (act once every observation topic has a new message), max_stale_ticks,
+    estop_topic, max_delta (per-step limit on the normalised action; 0: off),
+    episode_topic (std_msgs/Int64: a new episode), diagnostics_period (s).
 
-Safety: a missing or stale observation (older than ``stale_timeout``) publishes a hold, and
-once observations have arrived after activation, ``max_stale_ticks`` such ticks in a row
-deactivate the node; NaN/inf or wrong-sized inputs
-publish a hold with a throttled error, never a crash; a True on the (latched, transient-local)
-e-stop topic publishes a hold and deactivates until a False arrives; actions are clipped and
-rate-limited by the runtime's safety filter. Diagnostics (``/diagnostics``): loop period,
-inference time, observation age, Q of the chosen action, stale ticks, rejected inputs.
+Parameters files written before robot profiles (``observation.keys``, ``observation.<key>.topic``
+/ ``.type`` / ``.joints`` / ``.fields``, ``command_topic``, ``command_type``, ``joint_names``,
+``stale_timeout``) still work: they are read as a profile.
+
+Safety: every command passes the runtime's safety filter (clipped to the bundle's bounds, finite,
+and rate-limited from the first command after activation, relative to the hold the robot is at).
+A hold is the control mode's stand-still command: position -> the last command sent (before any:
+the measured position from the profile's ``command.feedback``), velocity / effort / delta -> zero.
+While active, holds approach that command within the rate limit; a stop (deactivate, e-stop,
+shutdown) sends it at once. A missing or stale topic, NaN/inf, wrong sizes, joints or image
+encodings hold with a throttled error; ``max_stale_ticks`` stale ticks in a row (once
+observations have arrived) deactivate the node; a True on the latched e-stop topic holds and
+deactivates until a False arrives. Diagnostics (``/diagnostics``): loop period, inference time,
+Q of the chosen action, stale ticks, rejected inputs, per-topic age and rate.
 """
 
 from __future__ import annotations
@@ -28,30 +34,29 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from builtin_interfaces.msg import Duration
+import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.duration import Duration as RclDuration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.publisher import Publisher
 from rclpy.timer import Timer
-from std_msgs.msg import Bool, Float64MultiArray, Int64
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from std_msgs.msg import Bool, Int64
 
 from policies import BundleError, ObservationError, Policy, load_policy
 from ros_nodes import interfaces as io
+from ros_nodes import messages as msgs
+from ros_nodes.assembler import ObservationAssembler
+from ros_nodes.profile import BoundCommand, RobotProfile, default_profile_path
 
 DEFAULTS: dict[str, Any] = {
     "bundle": "",
     "backend": "onnx",
+    "robot": "",
     "rate": 0.0,
     "trigger": "timer",
-    "command_topic": io.COMMANDS,
-    "command_type": "float64_multi_array",
-    "joint_names": [""],
-    "stale_timeout": 0.5,
     "max_stale_ticks": 20,
     "estop_topic": io.ESTOP,
     "max_delta": 0.0,
-    "hold": "zero",
     "episode_topic": io.EPISODE_START,
     "diagnostics_period": 1.0,
 }
@@ -68,6 +73,9 @@ class PolicyNode(LifecycleNode):
         self.stats: dict[str, float] = {"stale_ticks": 0, "rejected": 0, "ticks": 0}
         self._timer: Timer | None = None
         self._active = False
+        self._started = False  # a command was computed since activation (the rate limit has its start)
+        self._last_native: np.ndarray | None = None  # the last command sent
+        self._last_observed = 0.0  # trigger=observation: act on messages newer than this
 
     @property
     def active(self) -> bool:
@@ -84,58 +92,56 @@ class PolicyNode(LifecycleNode):
     def param(self, name: str, default: Any = None) -> Any:
         return self.get_parameter(name).value if self.has_parameter(name) else default
 
-    def _sources(self) -> list[dict[str, Any]]:
-        keys = self.param("observation.keys") or list(self._loaded.observation_spec)
-        sources = []
-        for key in keys:
-            kind = self.param(f"observation.{key}.type", "float64_multi_array")
-            if kind not in io.MESSAGE_TYPES:
-                raise ValueError(f"observation.{key}.type must be one of {list(io.MESSAGE_TYPES)}, got {kind!r}")
-            topic = self.param(
-                f"observation.{key}.topic", io.STATE_OBSERVATION if key == "state" else f"/observation/{key}"
-            )
-            sources.append(
-                {
-                    "key": key,
-                    "topic": topic,
-                    "type": kind,
-                    "joints": self.param(f"observation.{key}.joints"),
-                    "fields": self.param(f"observation.{key}.fields"),
-                    "value": None,
-                    "stamp": 0.0,
-                }
-            )
-        missing = set(self._loaded.observation_spec) - {s["key"] for s in sources}
-        if missing:
-            raise ValueError(f"no topic mapping for observation keys {sorted(missing)} the bundle needs")
-        return sources
+    def profile(self) -> RobotProfile:
+        """The robot profile: the ``robot`` file, else the sim bridge's (read with any pre-profile parameters)."""
+        if self.param("robot"):
+            return RobotProfile.load(self.param("robot"))
+        path = default_profile_path()
+        doc = yaml.safe_load(path.read_text())
+        legacy = {}
+        for key in self.param("observation.keys") or []:
+            source = {
+                "topic": self.param(f"observation.{key}.topic", f"/observation/{key}"),
+                "type": self.param(f"observation.{key}.type", "float64_multi_array"),
+            }
+            for setting in ("joints", "fields"):
+                if self.param(f"observation.{key}.{setting}"):
+                    source[setting] = list(self.param(f"observation.{key}.{setting}"))
+            legacy[key] = [source]
+        doc["observation"] = legacy or doc["observation"]
+        command = doc["command"]
+        command["topic"] = self.param("command_topic", command["topic"])
+        command["type"] = self.param("command_type", command["type"])
+        if [n for n in self.param("joint_names", []) if n]:
+            command["joints"] = [n for n in self.param("joint_names") if n]
+        doc["max_age"] = self.param("stale_timeout", doc.get("max_age", 0.5))
+        return RobotProfile.from_dict(doc, str(path))
 
     # -- lifecycle ----------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             max_delta = self.param("max_delta") or None
             self.policy = policy = load_policy(self.param("bundle"), self.param("backend"), max_delta=max_delta)
-            self.sources = self._sources()
-        except (BundleError, ValueError, OSError) as err:
+            profile = self.profile()
+            self.command: BoundCommand = profile.bind(policy.features, policy.control_dt)
+            self.assembler = ObservationAssembler(profile, policy.features)
+        except (BundleError, ValueError, OSError) as err:  # ProfileError is a ValueError
             self.get_logger().error(f"configure failed: {err}")
             self.policy = None
             return TransitionCallbackReturn.FAILURE
-        self.period = 1.0 / self.param("rate") if self.param("rate") else policy.control_dt
-        trajectory = self.param("command_type") == "joint_trajectory"
-        self.pub_command = self.create_publisher(
-            JointTrajectory if trajectory else Float64MultiArray, self.param("command_topic"), io.COMMAND_QOS
+        self.period = 1.0 / (self.param("rate") or profile.rate or 1.0 / policy.control_dt)
+        self.pub_command: Publisher = self.create_publisher(
+            msgs.message_class(profile.command.type), profile.command.topic, io.COMMAND_QOS
         )
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", io.EVENT_QOS)
         self.subs = [
-            self.create_subscription(io.MESSAGE_TYPES[s["type"]], s["topic"], self._receiver(s), io.STATE_QOS)
-            for s in self.sources
+            self.create_subscription(msgs.message_class(s.type), topic, self._receiver(topic), io.qos(s.qos))
+            for topic, s in self.assembler.topics().items()
         ]
         self.subs.append(self.create_subscription(Bool, self.param("estop_topic"), self._on_estop, io.LATCHED_QOS))
         if self.param("episode_topic"):
             self.subs.append(
-                self.create_subscription(
-                    Int64, self.param("episode_topic"), lambda _: self._loaded.reset(), io.EVENT_QOS
-                )
+                self.create_subscription(Int64, self.param("episode_topic"), self._on_episode, io.EVENT_QOS)
             )
         self.diag_timer = self.create_timer(self.param("diagnostics_period"), self._publish_diagnostics)
         # Created once and cancelled/reset: destroying a timer from a callback races the executor.
@@ -143,8 +149,8 @@ class PolicyNode(LifecycleNode):
         if self._timer is not None:
             self._timer.cancel()
         self.get_logger().info(
-            f"configured: {self.param('bundle')} ({policy.spec['task']}), {1 / self.period:.1f} Hz, "
-            f"commands on {self.param('command_topic')}"
+            f"configured: {self.param('bundle')} ({policy.spec['task']}, {policy.features.action.mode} control) "
+            f"on robot {profile.name}, {1 / self.period:.1f} Hz, commands on {profile.command.topic}"
         )
         return TransitionCallbackReturn.SUCCESS
 
@@ -152,9 +158,11 @@ class PolicyNode(LifecycleNode):
         if self.estop:
             self.get_logger().error("activation refused: e-stop engaged")
             return TransitionCallbackReturn.FAILURE
-        self._loaded.reset()
+        self._started = False
+        self._last_native = None
         self.stats["stale_ticks"] = 0
         self._last_tick: float | None = None
+        self._last_observed = time.monotonic()
         self._received = False  # staleness counts only once observations have arrived
         if self._timer is not None:
             self._timer.reset()
@@ -188,28 +196,26 @@ class PolicyNode(LifecycleNode):
             self._timer.cancel()
         was_active, self._active = self._active, False
         if was_active or self.estop:
-            self.publish_hold()
+            self.publish_hold(at_once=True)
 
     # -- inputs -------------------------------------------------------------------------------
-    def _receiver(self, source: dict[str, Any]) -> Callable[[Any], None]:
+    def _receiver(self, topic: str) -> Callable[[Any], None]:
         def receive(msg: Any) -> None:
-            try:
-                source["value"] = io.to_array(msg, source["joints"], source["fields"])
-            except (ValueError, TypeError) as err:
-                source["value"] = None
-                self._reject(f"{source['topic']}: {err}")
-                return
-            source["stamp"] = time.monotonic()
-            if self.param("trigger") == "observation" and source is self.sources[0]:
+            for error in self.assembler.receive(topic, msg, time.monotonic()):
+                self._reject(error)
+            if self.param("trigger") == "observation" and self.assembler.updated_since(self._last_observed):
                 self.tick()
 
         return receive
+
+    def _on_episode(self, msg: Int64) -> None:
+        self._started = False  # the next command starts a new action sequence from the hold
 
     def _on_estop(self, msg: Bool) -> None:
         if msg.data and not self.estop:
             self.estop = True
             self.get_logger().error("E-STOP engaged: holding and deactivating")
-            self.publish_hold()
+            self.publish_hold(at_once=True)
             if self._active:
                 self.trigger_deactivate()
         elif not msg.data and self.estop:
@@ -221,15 +227,15 @@ class PolicyNode(LifecycleNode):
         self.get_logger().error(f"holding: {reason}", throttle_duration_sec=1.0)
 
     # -- acting -------------------------------------------------------------------------------
-    def observation(self) -> tuple[dict[str, np.ndarray] | None, float]:
-        """The latest complete, fresh observation (None if any source is missing or stale) and its age."""
-        now = time.monotonic()
-        if any(s["value"] is None for s in self.sources):
-            return None, float("inf")
-        age = max(now - s["stamp"] for s in self.sources)
-        if age > self.param("stale_timeout"):
-            return None, age
-        return {s["key"]: s["value"] for s in self.sources}, age
+    def hold_target(self) -> np.ndarray | None:
+        """The native stand-still command of the control mode (None: position mode, nothing measured)."""
+        action = self._loaded.features.action
+        if action.mode != "position":
+            return action.hold()
+        if self._last_native is not None:
+            return self._last_native
+        measured = self.assembler.measured(time.monotonic())
+        return None if measured is None else action.hold(measured)
 
     def tick(self) -> None:
         if not self._active:
@@ -241,20 +247,31 @@ class PolicyNode(LifecycleNode):
         if self.estop:
             self.publish_hold()
             return
-        obs, age = self.observation()
-        self.stats["observation_age"] = age
+        now = time.monotonic()
+        self._last_observed = now
+        obs = self.assembler.observation(now)
         if obs is None:
             self.publish_hold()
-            if not self._received:  # nothing seen since activation yet: wait, holding
+            stale = self.assembler.stale(now)
+            if not stale:  # bad messages (already reported): hold and keep running
                 return
-            self.stats["stale_ticks"] += 1
-            if self.stats["stale_ticks"] >= self.param("max_stale_ticks"):
-                self.get_logger().error(f"observations stale for {self.stats['stale_ticks']} ticks: deactivating")
-                self.trigger_deactivate()
+            if self._received:  # staleness counts once observations have arrived since activation
+                self.stats["stale_ticks"] += 1
+                self._reject(f"stale or missing: {', '.join(stale)}")
+                if self.stats["stale_ticks"] >= self.param("max_stale_ticks"):
+                    self.get_logger().error(f"observations stale for {self.stats['stale_ticks']} ticks: deactivating")
+                    self.trigger_deactivate()
             return
         self.stats["stale_ticks"] = 0
         self._received = True
         policy = self._loaded
+        if not self._started:  # the first command is rate-limited relative to where the robot holds
+            hold = self.hold_target()
+            if hold is None:
+                self._reject("position-mode bundle: no measured position on the feedback topic yet")
+                return
+            policy.reset(hold=policy.features.action.from_native(hold))
+            self._started = True
         try:
             action = policy.act(obs)
         except ObservationError as err:
@@ -265,12 +282,15 @@ class PolicyNode(LifecycleNode):
         self.stats["inference"] = time.perf_counter() - start
         self.stats["q"] = float(np.mean(policy.last_q)) if policy.last_q is not None else float("nan")
 
-    def publish_hold(self) -> None:
+    def publish_hold(self, at_once: bool = False) -> None:
+        """Publish the hold; while acting, within the rate limit of the last command (``at_once``: a stop)."""
         policy = self.policy
-        if policy is None:
+        target = None if policy is None else self.hold_target()
+        if policy is None or target is None:
             return
-        hold = policy.safety.hold if self.param("hold") == "last" else np.zeros(policy.spec["action"]["dim"])
-        self.publish(policy.to_native(hold))
+        if self._started and not at_once:
+            target = policy.to_native(policy.safety(policy.features.action.from_native(target)))
+        self.publish(target)
 
     def flush(self, seconds: float = 1.0) -> None:
         """Wait until subscribers acknowledged the commands sent (before the process exits)."""
@@ -278,23 +298,21 @@ class PolicyNode(LifecycleNode):
             self.pub_command.wait_for_all_acked(RclDuration(seconds=seconds))
 
     def publish(self, native: np.ndarray) -> None:
-        if self.param("command_type") == "joint_trajectory":
-            names = [n for n in self.param("joint_names") if n] or list(self._loaded.spec["action"]["names"])
-            period = Duration(sec=int(2 * self.period), nanosec=int((2 * self.period % 1) * 1e9))
-            self.pub_command.publish(
-                JointTrajectory(
-                    joint_names=names, points=[JointTrajectoryPoint(positions=native.tolist(), time_from_start=period)]
-                )
-            )
-        else:
-            self.pub_command.publish(io.float_array(native))
+        self._last_native = np.asarray(native, np.float64)
+        self.pub_command.publish(self.command.message(native))
 
     def _publish_diagnostics(self) -> None:
-        ms = {
-            k: f"{self.stats.get(k, float('nan')) * 1e3:.3f}" for k in ("loop_period", "inference", "observation_age")
-        }
+        ms = {k: f"{self.stats.get(k, float('nan')) * 1e3:.3f}" for k in ("loop_period", "inference")}
         values = [KeyValue(key=f"{k}_ms", value=v) for k, v in ms.items()]
         values += [KeyValue(key=k, value=str(self.stats.get(k, ""))) for k in ("q", "stale_ticks", "rejected", "ticks")]
+        if self.policy is not None:
+            now = time.monotonic()
+            for topic, age in self.assembler.ages(now).items():
+                rate = max(s.rate for s in self.assembler.by_topic[topic])
+                values += [
+                    KeyValue(key=f"age_ms {topic}", value=f"{age * 1e3:.1f}"),
+                    KeyValue(key=f"rate_hz {topic}", value=f"{rate:.1f}"),
+                ]
         level = DiagnosticStatus.ERROR if self.estop else DiagnosticStatus.OK if self._active else DiagnosticStatus.WARN
         status = DiagnosticStatus(
             level=level,

@@ -1,7 +1,9 @@
 """Any ``sim/`` task as a ROS 2 robot: joint states and observations out, commands in.
 
-Publishes ``/joint_states`` (the model's hinge and slide joints) and ``/observation/state`` (the
-task's state vector) after every step, episode events on ``/sim/episode`` (seed at start),
+Publishes ``/joint_states`` (the model's hinge and slide joints, by the model's joint names),
+``/observation/state`` (the task's state vector) and, per camera of the task (``cameras=``),
+``/camera/<camera>/image_raw`` (``sensor_msgs/Image``, rgb8; with ``compressed``: also
+``.../compressed``, jpeg) after every step, episode events on ``/sim/episode`` (seed at start),
 ``/sim/success`` and ``/sim/episode_result`` ([seed, success, length, return, *final state
 observation]); applies
 ``std_msgs/Float64MultiArray`` commands in actuator units from ``/policy_controller/commands``;
@@ -23,10 +25,12 @@ import mujoco
 import numpy as np
 from rclpy.duration import Duration as RclDuration
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray, Int64
 
 from ros_nodes import interfaces as io
+from ros_nodes import messages as msgs
 from sim import make_env
 
 HEARTBEAT_S = 0.5
@@ -44,6 +48,7 @@ class SimBridge(Node):
         seed: int = 1_000_000,
         episodes: int | None = None,
         results: str | None = None,
+        compressed: bool = False,
     ) -> None:
         super().__init__("robo_q_sim_bridge")
         if mode not in ("realtime", "lockstep"):
@@ -59,6 +64,17 @@ class SimBridge(Node):
         self._qpos, self._qvel = m.jnt_qposadr[joints], m.jnt_dofadr[joints]
         self.pub_joints = self.create_publisher(JointState, io.JOINT_STATES, io.COMMAND_QOS)
         self.pub_obs = self.create_publisher(Float64MultiArray, io.STATE_OBSERVATION, io.COMMAND_QOS)
+        image = msgs.message_class(msgs.IMAGE)
+        self.pub_images: dict[str, Publisher] = {
+            f"images.{cam}": self.create_publisher(image, io.CAMERA.format(cam), io.COMMAND_QOS)
+            for cam in self.env.cameras
+        }
+        self.pub_compressed: dict[str, Publisher] = {
+            f"images.{cam}": self.create_publisher(
+                msgs.message_class(msgs.COMPRESSED_IMAGE), io.CAMERA.format(cam) + "/compressed", io.COMMAND_QOS
+            )
+            for cam in (self.env.cameras if compressed else ())
+        }
         self.pub_success = self.create_publisher(Bool, io.SUCCESS, io.EVENT_QOS)
         self.pub_start = self.create_publisher(Int64, io.EPISODE_START, io.LATCHED_QOS)
         self.pub_result = self.create_publisher(Float64MultiArray, io.EPISODE_RESULT, io.EVENT_QOS)
@@ -91,7 +107,13 @@ class SimBridge(Node):
         )
         msg.header.stamp = stamp
         self.pub_joints.publish(msg)
-        self.pub_obs.publish(io.float_array(self.obs["state"]))
+        for key, pub in self.pub_images.items():  # images first: a policy acts once the state arrives too
+            image = msgs.image_message(self.obs[key], frame_id=key)
+            image.header.stamp = stamp
+            pub.publish(image)
+        for key, pub in self.pub_compressed.items():
+            pub.publish(msgs.compressed_image_message(self.obs[key], frame_id=key))
+        self.pub_obs.publish(msgs.float_array(self.obs["state"]))
         self._last_publish = time.monotonic()
 
     def _on_command(self, msg: Float64MultiArray) -> None:
@@ -133,7 +155,7 @@ class SimBridge(Node):
         result = {"seed": seed, "success": self._success, "length": self.env.elapsed_steps, "return": self._return}
         self.results.append(result)
         self.pub_result.publish(
-            io.float_array([seed, float(self._success), result["length"], self._return, *self.obs["state"]])
+            msgs.float_array([seed, float(self._success), result["length"], self._return, *self.obs["state"]])
         )
         self.get_logger().info(
             f"episode seed {seed}: {'success' if self._success else 'failure'} after {result['length']} steps"

@@ -68,14 +68,10 @@ class TopicRecorder(Node):
         if task:
             with make_env(task, **(env_settings or {})) as env:
                 self.action_spec = env.action_spec
-                spec = {"state": env.observation_spec["state"]}
                 self.store = EpisodeStore.create(
                     out / "episodes.zarr",
                     task=env.task,
-                    control_dt=env.control_dt,
-                    action_low=env.action_low,
-                    action_high=env.action_high,
-                    observation_spec=spec,
+                    features=env.features.select(["state"]),
                     state_dim=0,
                     env_config={**env.config, "cameras": []},
                     simulator=env.simulator,

@@ -122,8 +122,6 @@ class MujocoEnv(abc.ABC):
     def simulator(self) -> str:
         return f"mujoco {mujoco.__version__}"
 
-    action_units = "actuator control, in each actuator's ctrlrange units"
-
     @property
     def action_names(self) -> list[str]:
         """One name per action dimension (the actuators unless the family says otherwise)."""

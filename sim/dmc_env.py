@@ -52,6 +52,13 @@ class DMCEnv(MujocoEnv):
     def simulator(self) -> str:
         return f"dm-control {version('dm-control')}, mujoco {mujoco.__version__}"
 
+    def state_names(self) -> list[str]:
+        """The suite's observation names, indexed where one holds several values."""
+        obs = self._env.task.get_observation(self._env.physics)
+        return [
+            name if np.size(value) == 1 else f"{name}_{i}" for name, value in obs.items() for i in range(np.size(value))
+        ]
+
     def _native_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         spec = self._env.action_spec()
         return np.broadcast_to(spec.minimum, spec.shape), np.broadcast_to(spec.maximum, spec.shape)

@@ -14,6 +14,10 @@ from sim.base import MujocoEnv
 _SUFFIX = "-v3-goal-observable"
 TASKS: tuple[str, ...] = tuple(sorted(k.removesuffix(_SUFFIX) for k in metaworld.ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE))
 _CURR_OBS = 18  # hand (3) + gripper (1) + two objects (7 each); the next 18 repeat the previous frame
+_FRAME_NAMES = ["hand_x", "hand_y", "hand_z", "gripper_distance"] + [
+    f"{obj}_{axis}" for obj in ("obj1", "obj2") for axis in ("x", "y", "z", "qw", "qx", "qy", "qz")
+]
+_FRAME_UNITS = ["m", "m", "m", ""] + ["m", "m", "m", "", "", "", ""] * 2
 # Meta-World's fixed "corner" cameras (assets/objects/assets/xyz_base.xml) were authored for
 # mujoco-py, whose offscreen render returned OpenGL's bottom-up rows unflipped: their camera y axis
 # (image up) points at the floor (corner: xyaxes "... -0.2 -0.2 -1"; corner2-4: euler giving a
@@ -46,8 +50,9 @@ class MetaWorldEnv(MujocoEnv):
     default_reward = "sparse"
     default_action_repeat = 1  # Meta-World already applies frame_skip 5 (12.5 ms per action)
     default_camera = "corner2"
-    action_units = "end-effector position delta (1.0 = 1 cm per step) and gripper effort"
+    control_mode = "delta"  # end-effector position deltas (1.0 = 1 cm per step) plus gripper effort
     action_names: ClassVar[list[str]] = ["hand_dx", "hand_dy", "hand_dz", "gripper"]
+    action_unit_names: ClassVar[list[str]] = ["cm", "cm", "cm", "effort"]
 
     def __init__(self, name: str, **kwargs) -> None:
         self._env = metaworld.ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[name + _SUFFIX]()
@@ -73,6 +78,13 @@ class MetaWorldEnv(MujocoEnv):
     @property
     def simulator(self) -> str:
         return f"metaworld {version('metaworld')}, mujoco {mujoco.__version__}"
+
+    def state_names(self) -> list[str]:
+        """This frame, the previous frame (``prev_*``), then the goal position."""
+        return _FRAME_NAMES + [f"prev_{n}" for n in _FRAME_NAMES] + ["goal_x", "goal_y", "goal_z"]
+
+    def state_units(self) -> list[str]:
+        return _FRAME_UNITS * 2 + ["m"] * 3
 
     def _native_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         space = self._env.action_space  # a gymnasium Box

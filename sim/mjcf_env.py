@@ -9,6 +9,21 @@ import numpy as np
 
 from sim.base import MujocoEnv, TaskError
 
+_JOINT = mujoco.mjtJoint
+# Per joint type: (qpos axis, unit) and (qvel axis, unit); "" for a one-dimensional joint.
+_QPOS = {
+    _JOINT.mjJNT_FREE: [("x", "m"), ("y", "m"), ("z", "m"), ("qw", ""), ("qx", ""), ("qy", ""), ("qz", "")],
+    _JOINT.mjJNT_BALL: [("qw", ""), ("qx", ""), ("qy", ""), ("qz", "")],
+    _JOINT.mjJNT_SLIDE: [("", "m")],
+    _JOINT.mjJNT_HINGE: [("", "rad")],
+}
+_QVEL = {
+    _JOINT.mjJNT_FREE: [("vx", "m/s"), ("vy", "m/s"), ("vz", "m/s"), ("wx", "rad/s"), ("wy", "rad/s"), ("wz", "rad/s")],
+    _JOINT.mjJNT_BALL: [("wx", "rad/s"), ("wy", "rad/s"), ("wz", "rad/s")],
+    _JOINT.mjJNT_SLIDE: [("", "m/s")],
+    _JOINT.mjJNT_HINGE: [("", "rad/s")],
+}
+
 
 class MJCFEnv(MujocoEnv):
     """``mjcf/<path-to-xml>``: observation = joint positions and velocities (+ sensors if asked),
@@ -50,6 +65,23 @@ class MJCFEnv(MujocoEnv):
     @property
     def control_dt(self) -> float:
         return float(self._model.opt.timestep) * self.action_repeat
+
+    def _state_axes(self) -> list[tuple[str, str]]:
+        """(name, unit) of each state dimension: joint positions, joint velocities, sensors."""
+        m = self._model
+        joints = [(m.joint(j).name or f"joint_{j}", _JOINT(m.jnt_type[j])) for j in range(m.njnt)]
+        axes = [(f"{name}_pos{'_' + a if a else ''}", u) for name, kind in joints for a, u in _QPOS[kind]]
+        axes += [(f"{name}_vel{'_' + a if a else ''}", u) for name, kind in joints for a, u in _QVEL[kind]]
+        if self.sensors:
+            sensors = [(m.sensor(s).name or f"sensor_{s}", int(m.sensor_dim[s])) for s in range(m.nsensor)]
+            axes += [(name if dim == 1 else f"{name}_{i}", "") for name, dim in sensors for i in range(dim)]
+        return axes
+
+    def state_names(self) -> list[str]:
+        return [name for name, _ in self._state_axes()]
+
+    def state_units(self) -> list[str]:
+        return [unit for _, unit in self._state_axes()]
 
     def _native_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         limited = self._model.actuator_ctrllimited.astype(bool)

@@ -7,9 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
+from policies.features import ActionSpec, FeatureSchema, image_feature, state_feature
 from robo_q.data import EpisodeStore
 
-SPEC = {"state": {"shape": [3]}, "images.cam": {"shape": [16, 16, 3]}}
+FEATURES = FeatureSchema(
+    {"state": state_feature("state", ["t", "t_plus_i", "i"], "s"), "images.cam": image_feature("images.cam", 16, 16)},
+    ActionSpec(("a0", "a1"), (-1.0, -1.0), (1.0, 1.0), "effort"),
+    control_dt=0.05,
+)
 STATE_DIM = 4
 
 
@@ -34,10 +39,7 @@ def create(path: Path) -> EpisodeStore:
     return EpisodeStore.create(
         path,
         task="test/synthetic",
-        control_dt=0.05,
-        action_low=-np.ones(2),
-        action_high=np.ones(2),
-        observation_spec=SPEC,
+        features=FEATURES,
         state_dim=STATE_DIM,
         env_config={},
         simulator="none",

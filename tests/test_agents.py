@@ -6,8 +6,18 @@ import numpy as np
 import pytest
 import torch
 
+from policies.features import ActionSpec, FeatureSchema, image_feature, state_feature
 from robo_q.agents import make_agent
 from robo_q.agents.cqn import CQNAgent, CQNConfig, gather_bins
+from robo_q.agents.networks import ObservationEncoder
+
+
+def _features(action_dim: int = 2, state_dim: int = 6, **images: int) -> FeatureSchema:
+    """A ``state`` vector (unless ``state_dim`` is 0) and square cameras ``images.<name>`` of the given sizes."""
+    observation = {"state": state_feature("state", [f"s{i}" for i in range(state_dim)])} if state_dim else {}
+    observation |= {f"images.{k}": image_feature(f"images.{k}", size, size) for k, size in images.items()}
+    names = tuple(f"a{i}" for i in range(action_dim))
+    return FeatureSchema(observation, ActionSpec(names, (-1.0,) * action_dim, (1.0,) * action_dim, "effort"), 0.05)
 
 
 def _batch(n: int, k: int, rng: torch.Generator) -> dict[str, torch.Tensor]:
@@ -28,7 +38,7 @@ def test_demo_losses_teach_the_greedy_action(name, k, gru):
     torch.manual_seed(0)
     rng = torch.Generator().manual_seed(0)
     agent = make_agent(
-        name, {"seq_len": k, "gru": gru, "hidden": 64, "lr": 3e-3, "levels": 2, "bins": 5}, {"state": (6,)}, 2, "cpu"
+        name, {"seq_len": k, "gru": gru, "hidden": 64, "lr": 3e-3, "levels": 2, "bins": 5}, _features(), "cpu"
     )
     batch = _batch(128, k, rng)
     for _ in range(150):
@@ -45,7 +55,7 @@ def test_demo_losses_teach_the_greedy_action(name, k, gru):
 def test_terminal_transitions_do_not_bootstrap():
     """With discount 0 the TD target is the reward alone, whatever the next state's value."""
     torch.manual_seed(0)
-    agent = CQNAgent({"state": (6,)}, 2, CQNConfig(hidden=32, levels=2))
+    agent = CQNAgent(_features(), CQNConfig(hidden=32, levels=2))
     with torch.no_grad():  # make every next-state value large: bias the value head's logits towards the top atom
         agent.critic_target.value_head.bias.view(2, 51)[:, -1] = 50.0
     next_logits = agent.critic_target(torch.zeros(4, agent.encoder.out_dim), torch.zeros(4, 2, 1, 2), agent.all_levels)
@@ -59,7 +69,7 @@ def test_terminal_transitions_do_not_bootstrap():
 
 def test_updates_move_the_target_network_by_polyak_averaging():
     torch.manual_seed(0)
-    agent = CQNAgent({"state": (6,)}, 2, CQNConfig(hidden=32, levels=2, tau=0.5))
+    agent = CQNAgent(_features(), CQNConfig(hidden=32, levels=2, tau=0.5))
     before = [p.clone() for p in agent.critic_target.parameters()]
     agent.update(_batch(16, 1, torch.Generator().manual_seed(1)), 0)
     for b, t, o in zip(before, agent.critic_target.parameters(), agent.critic.parameters(), strict=True):
@@ -69,7 +79,7 @@ def test_updates_move_the_target_network_by_polyak_averaging():
 @pytest.mark.parametrize("head", ["c51", "hl_gauss", "mse"])
 def test_every_value_head_trains(head):
     torch.manual_seed(0)
-    agent = make_agent("cqn", {"head": head, "hidden": 32, "levels": 2}, {"state": (6,)}, 2, "cpu")
+    agent = make_agent("cqn", {"head": head, "hidden": 32, "levels": 2}, _features(), "cpu")
     batch = {
         **_batch(32, 1, torch.Generator().manual_seed(2)),
         "reward": torch.ones(32),
@@ -80,7 +90,7 @@ def test_every_value_head_trains(head):
 
 def test_pixel_encoder_and_bc():
     torch.manual_seed(0)
-    agent = make_agent("bc", {"seq_len": 2, "hidden": 32}, {"images.cam": (48, 48, 6)}, 3, "cpu")
+    agent = make_agent("bc", {"seq_len": 2, "hidden": 32, "frame_stack": 2}, _features(3, 0, cam=48), "cpu")
     obs = {"images.cam": np.random.default_rng(0).integers(0, 255, (48, 48, 6), dtype=np.uint8)}
     assert agent.act(obs).shape == (2, 3)
     batch = {
@@ -92,14 +102,34 @@ def test_pixel_encoder_and_bc():
     assert losses[-1] < losses[0]
 
 
+def test_encoder_inputs_follow_the_schema():
+    """Kind, not key, decides the CNN; the schema's (sorted) order is the input order."""
+    features = FeatureSchema(
+        {
+            "rgb": image_feature("rgb", 48, 48),
+            "images.x": state_feature("images.x", ["a", "b"]),
+            "arm": state_feature("arm", [f"q{i}" for i in range(6)]),
+        },
+        _features().action,
+        0.05,
+    )
+    encoder = ObservationEncoder(features, frame_stack=3)
+    assert encoder.keys == ["arm", "images.x", "rgb"] == features.keys
+    assert set(encoder.cnns) == {"rgb"} and encoder.input_shapes["rgb"] == (48, 48, 9)
+    obs = {"arm": np.zeros(6), "images.x": np.ones(2), "rgb": np.zeros((48, 48, 9), np.uint8)}
+    batch = encoder.single(obs, torch.device("cpu"))
+    assert batch["rgb"].dtype == torch.uint8 and batch["images.x"].dtype == torch.float32
+    assert encoder(batch).shape == (1, 3 * 64)
+
+
 def test_unknown_agent():
     with pytest.raises(ValueError, match="unknown agent 'sac'"):
-        make_agent("sac", {}, {"state": (3,)}, 1, "cpu")
+        make_agent("sac", {}, _features(), "cpu")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the CPU path runs in the other tests)")
 def test_cuda_update():
-    agent = make_agent("cqn_as", {"seq_len": 2, "gru": True, "hidden": 32}, {"state": (6,)}, 2, "cuda")
+    agent = make_agent("cqn_as", {"seq_len": 2, "gru": True, "hidden": 32}, _features(), "cuda")
     batch = {k: v.cuda() for k, v in _batch(16, 2, torch.Generator().manual_seed(0)).items()}
     assert np.isfinite(agent.update(batch, 16)["critic_loss"])
 
@@ -167,7 +197,7 @@ def test_compiled_update_matches_eager():
     agents = []
     for compile_ in (False, True):
         torch.manual_seed(0)
-        agents.append(make_agent("cqn_as", {**settings, "compile": compile_}, {"state": (6,)}, 2, "cpu"))
+        agents.append(make_agent("cqn_as", {**settings, "compile": compile_}, _features(), "cpu"))
     batch = {**_batch(16, 2, torch.Generator().manual_seed(3)), "reward": (torch.arange(16) % 3 == 0).float()}
     for step in range(3):
         with torch._dynamo.config.patch(error_on_recompile=step > 0):  # one compile serves every update

@@ -12,18 +12,21 @@ import pytest
 import torch
 
 from policies import BundleError, ObservationError, load_policy
+from policies.bundle import bundle_features, read_spec
+from policies.features import FeatureSchema
 from policies.safety import SafetyFilter
 from policies.schedule import ActionScheduler
 from robo_q.agents import sequence_policy
-from robo_q.checkpoint import load_agent
+from robo_q.checkpoint import CheckpointError, checkpoint_features, load_agent, read_meta
 from robo_q.evaluate import evaluate
+from robo_q.export import export_bundle
 from sim import make_env
 
 
 def test_bundle_contents(trained):
     _, bundles = trained
     spec = json.loads((bundles["cqn_as"] / "policy.json").read_text())
-    assert spec["format"] == "robo_q.policy_bundle" and spec["format_version"] == 1
+    assert spec["format"] == "robo_q.policy_bundle" and spec["format_version"] == 2
     assert spec["observation"] == {
         "state": {
             "input": "state",
@@ -190,3 +193,95 @@ def test_cli_export_and_eval_bundle(trained, tmp_path):
     assert ev.returncode == 0, ev.stderr
     report = json.loads((tmp_path / "e" / "eval_info.json").read_text())
     assert report["bundle"] == str(tmp_path / "b") and report["episodes"] == 1
+
+
+def _state_features() -> FeatureSchema:
+    """What the state-observation agents of ``trained`` read: drawer-open's state and action."""
+    with make_env("metaworld/drawer-open") as env:
+        return env.features.select(["state"])
+
+
+def test_checkpoints_and_bundles_carry_the_envs_features(trained):
+    checkpoints, bundles = trained
+    expected = _state_features()
+    meta = read_meta(checkpoints["cqn_as"])
+    assert meta["format_version"] == 2 and FeatureSchema.from_dict(meta["features"]) == expected
+    spec = read_spec(bundles["cqn_as"])
+    assert FeatureSchema.from_dict(spec["features"]) == expected == load_policy(bundles["cqn_as"]).features
+    assert spec["action"]["mode"] == "delta" and spec["action"]["units"] == ["cm", "cm", "cm", "effort"]
+
+
+def _migrated_like(migrated: FeatureSchema, expected: FeatureSchema) -> None:
+    """A schema rebuilt from version-1 metadata: the same inputs, bounds and mode (names may be generic)."""
+    assert {k: (f.kind, f.shape) for k, f in migrated.observation.items()} == {
+        k: (f.kind, f.shape) for k, f in expected.observation.items()
+    }
+    assert migrated.control_dt == expected.control_dt and migrated.action.mode == expected.action.mode == "delta"
+    assert (migrated.action.names, migrated.action.low, migrated.action.high) == (
+        expected.action.names,
+        expected.action.low,
+        expected.action.high,
+    )
+
+
+def _as_version_1_checkpoint(checkpoint, tmp_path):
+    """A copy of ``checkpoint`` whose meta.json is what format version 1 wrote (no feature schema)."""
+    copy = tmp_path / "v1_checkpoint"
+    shutil.copytree(read_meta(checkpoint)["path"], copy)
+    meta = json.loads((copy / "meta.json").read_text())
+    features = FeatureSchema.from_dict(meta.pop("features"))
+    meta |= {
+        "format_version": 1,
+        "control_dt": features.control_dt,
+        "observation_spec": {k: {"shape": list(f.shape), "dtype": "float64"} for k, f in features.observation.items()},
+        "action": {
+            "low": list(features.action.low),
+            "high": list(features.action.high),
+            "names": list(features.action.names),
+            "units": "end-effector position delta (1.0 = 1 cm per step) and gripper effort",
+        },
+    }
+    (copy / "meta.json").write_text(json.dumps(meta))
+    return copy
+
+
+def test_version_1_checkpoints_load_and_export_with_a_migrated_schema(trained, tmp_path):
+    checkpoints, _ = trained
+    copy = _as_version_1_checkpoint(checkpoints["cqn_as"], tmp_path)
+    expected = _state_features()
+    _migrated_like(checkpoint_features(read_meta(copy)), expected)
+    agent, _ = load_agent(copy, "cpu")
+    reference, _ = load_agent(checkpoints["cqn_as"], "cpu")
+    obs = {"state": np.linspace(-1, 1, 39).astype(np.float32)}
+    np.testing.assert_array_equal(agent.act(obs), reference.act(obs))
+    spec = export_bundle(copy, tmp_path / "bundle")
+    assert spec["format_version"] == 2
+    _migrated_like(FeatureSchema.from_dict(spec["features"]), expected)
+    assert load_policy(tmp_path / "bundle").act({"state": np.zeros(39)}).shape == (4,)
+
+
+def test_version_1_bundles_load_with_a_migrated_schema(trained, tmp_path):
+    _, bundles = trained
+    copy = _copy(bundles["cqn_as"], tmp_path)
+    spec = json.loads((copy / "policy.json").read_text())
+    del spec["features"]
+    spec["format_version"] = 1
+    (copy / "policy.json").write_text(json.dumps(spec))
+    policy = load_policy(copy)
+    _migrated_like(policy.features, _state_features())
+    assert bundle_features(read_spec(copy)) == policy.features
+    assert policy.act({"state": np.zeros(39)}).shape == (4,)
+
+
+def test_future_checkpoints_fail_naming_the_format_version(trained, tmp_path):
+    checkpoints, _ = trained
+    copy = tmp_path / "v99"
+    shutil.copytree(read_meta(checkpoints["bc"])["path"], copy)
+    meta = json.loads((copy / "meta.json").read_text())
+    (copy / "meta.json").write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(CheckpointError, match="format version 99 is newer than this robo_q reads"):
+        load_agent(copy)
+    meta["features"]["action"]["mode"] = "torque"
+    (copy / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"format version 2\).*bad features"):
+        load_agent(copy)

@@ -7,9 +7,13 @@ import pytest
 from safetensors.numpy import load_file, save_file
 from store_writer import create, synthetic_episode
 
+from policies.features import ActionSpec, FeatureSchema, image_feature, state_feature
 from robo_q.agents.replay_buffer import ReplayBuffer
 
 GAMMA = 0.9
+ACTION = ActionSpec(("a0", "a1"), (-1.0, -1.0), (1.0, 1.0), "effort")
+STATE = FeatureSchema({"state": state_feature("state", ["x"])}, ACTION, 0.05)
+PIXELS = FeatureSchema({**STATE.observation, "images.cam": image_feature("images.cam", 2, 2)}, ACTION, 0.05)
 
 
 def _episode(length: int, offset: int = 0, terminated_at: int | None = None) -> tuple[dict, dict]:
@@ -38,7 +42,7 @@ def _expected(t: int, length: int, nstep: int, terminated_at: int | None) -> tup
 
 @pytest.mark.parametrize("terminated_at", [None, 5, 9])  # truncated, terminal mid-episode, terminal last step
 def test_nstep_reward_discount_and_next_obs(terminated_at):
-    replay = ReplayBuffer(["state"], action_dim=2, nstep=3, gamma=GAMMA)
+    replay = ReplayBuffer(STATE, nstep=3, gamma=GAMMA)
     replay.add_episode(*_episode(10, terminated_at=terminated_at))
     batch = replay.sample(512, np.random.default_rng(0))
     ts = batch["obs.state"][:, 0].astype(int)
@@ -55,7 +59,7 @@ def test_nstep_reward_discount_and_next_obs(terminated_at):
 
 
 def test_action_sequences_padded_with_last_action():
-    replay = ReplayBuffer(["state"], action_dim=2, seq_len=4)
+    replay = ReplayBuffer(STATE, seq_len=4)
     steps, final = _episode(6, offset=7)
     replay.add_episode(steps, final)
     batch = replay.sample(256, np.random.default_rng(1))
@@ -69,7 +73,7 @@ def test_action_sequences_padded_with_last_action():
 
 
 def test_frame_stacking_clamps_at_start_and_uses_final_obs():
-    replay = ReplayBuffer(["state", "images.cam"], action_dim=2, nstep=2, frame_stack=3)
+    replay = ReplayBuffer(PIXELS, nstep=2, frame_stack=3)
     replay.add_episode(*_episode(5))
     batch = replay.sample(512, np.random.default_rng(2))
     obs, next_obs = batch["obs.images.cam"], batch["next_obs.images.cam"]
@@ -83,7 +87,7 @@ def test_frame_stacking_clamps_at_start_and_uses_final_obs():
 
 
 def test_uniform_over_episodes_then_steps():
-    replay = ReplayBuffer(["state"], action_dim=2)
+    replay = ReplayBuffer(STATE)
     replay.add_episode(*_episode(2, offset=0))
     replay.add_episode(*_episode(200, offset=1000))
     assert len(replay) == 202 and replay.num_episodes == 2
@@ -106,7 +110,7 @@ def _check_consistent(replay: ReplayBuffer, lengths: dict[int, int], rng: np.ran
 
 
 def test_capacity_evicts_oldest_episodes_and_keeps_data_intact():
-    replay = ReplayBuffer(["state"], action_dim=2, nstep=2, capacity=25)
+    replay = ReplayBuffer(STATE, nstep=2, capacity=25)
     for i in range(3):
         replay.add_episode(*_episode(10, offset=1000 * i))
     assert len(replay) == 20 and replay.num_episodes == 2
@@ -117,7 +121,7 @@ def test_capacity_evicts_oldest_episodes_and_keeps_data_intact():
         replay.add_episode(*_episode(26))
     # many adds with evictions exercise buffer growth and compaction
     rng = np.random.default_rng(5)
-    replay, lengths = ReplayBuffer(["state"], action_dim=2, nstep=3, capacity=300), {}
+    replay, lengths = ReplayBuffer(STATE, nstep=3, capacity=300), {}
     for i in range(1, 80):
         lengths[i] = int(rng.integers(1, 40))
         replay.add_episode(*_episode(lengths[i], offset=1000 * i))
@@ -129,9 +133,7 @@ def test_capacity_evicts_oldest_episodes_and_keeps_data_intact():
 
 
 def test_state_dict_round_trip(tmp_path):
-    kwargs = dict(
-        obs_keys=["state", "images.cam"], action_dim=2, seq_len=3, nstep=3, gamma=GAMMA, frame_stack=2, capacity=60
-    )
+    kwargs = dict(features=PIXELS, seq_len=3, nstep=3, gamma=GAMMA, frame_stack=2, capacity=60)
     replay = ReplayBuffer(**kwargs)
     for i in range(8):
         replay.add_episode(*_episode(7 + i, offset=1000 * i, terminated_at=6 + i if i % 2 else None))
@@ -150,7 +152,7 @@ def test_state_dict_round_trip(tmp_path):
     for key, values in replay.sample(64, np.random.default_rng(7)).items():
         np.testing.assert_array_equal(restored.sample(64, np.random.default_rng(7))[key], values, err_msg=key)
     with pytest.raises(ValueError):
-        ReplayBuffer(["state"], action_dim=2).load_state_dict(state)
+        ReplayBuffer(STATE).load_state_dict(state)
     empty = ReplayBuffer(**kwargs)
     empty.load_state_dict(ReplayBuffer(**kwargs).state_dict())
     assert len(empty) == 0 and empty.num_episodes == 0
@@ -160,9 +162,9 @@ def test_add_store_matches_episode_data(tmp_path):
     store = create(tmp_path / "s.zarr")
     for i in range(3):
         store.append_episode(*synthetic_episode(i), seed=i)
-    replay = ReplayBuffer(["state", "images.cam"], action_dim=2, seq_len=4, nstep=3, gamma=GAMMA, frame_stack=2)
+    replay = ReplayBuffer(store.features, seq_len=4, nstep=3, gamma=GAMMA, frame_stack=2)
     assert replay.add_store(store, limit=2) == 2 and replay.num_episodes == 2 and len(replay) == 40 + 41
-    replay = ReplayBuffer(["state", "images.cam"], action_dim=2, seq_len=4, nstep=3, gamma=GAMMA, frame_stack=2)
+    replay = ReplayBuffer(store.features, seq_len=4, nstep=3, gamma=GAMMA, frame_stack=2)
     assert replay.add_store(store) == 3 and len(replay) == 40 + 41 + 42
     episodes = [store.episode(i) for i in range(3)]
     batch = replay.sample(256, np.random.default_rng(8))
@@ -184,3 +186,40 @@ def test_add_store_matches_episode_data(tmp_path):
         last = t + n == length  # the only reward (1) and termination are at the last step
         assert batch["reward"][b] == pytest.approx(GAMMA ** (n - 1) if last else 0.0)
         assert batch["discount"][b] == pytest.approx(0.0 if last else GAMMA**3)
+
+
+def test_image_features_are_stacked_by_kind_not_key():
+    features = FeatureSchema({**STATE.observation, "rgb": image_feature("rgb", 2, 2)}, ACTION, 0.05)
+    steps, final = _episode(6)
+    steps["observation.rgb"] = steps.pop("observation.images.cam")
+    final["rgb"] = final.pop("images.cam")
+    replay = ReplayBuffer(features, frame_stack=3)
+    replay.add_episode(steps, final)
+    batch = replay.sample(16, np.random.default_rng(0))
+    assert batch["obs.rgb"].shape == (16, 2, 2, 9) and batch["obs.rgb"].dtype == np.uint8
+    assert batch["obs.state"].shape == (16, 1) and batch["obs.state"].dtype == np.float32
+    t = batch["obs.state"][:, 0].astype(int)  # state = t, frames filled with t: oldest first, clamped at 0
+    np.testing.assert_array_equal(batch["obs.rgb"][:, 0, 0, ::3], np.maximum(t[:, None] + [-2, -1, 0], 0))
+
+
+def test_runtime_frame_history_matches_the_replay_buffer():
+    """The deployed runtime's frame stacking gives the replay buffer's stacked frames, step by step."""
+    from policies.observation import FrameHistory
+
+    features = FeatureSchema({**STATE.observation, "rgb": image_feature("rgb", 2, 2)}, ACTION, 0.05)
+    rng = np.random.default_rng(3)
+    steps, final = _episode(7)
+    steps["observation.rgb"] = rng.integers(0, 255, (7, 2, 2, 3), dtype=np.uint8)  # distinct frames
+    steps.pop("observation.images.cam")
+    final["rgb"] = final.pop("images.cam")
+    replay = ReplayBuffer(features, frame_stack=3)
+    replay.add_episode(steps, final)
+    batch = replay.sample(256, rng)
+    stacked = {int(s[0]): img for s, img in zip(batch["obs.state"], batch["obs.rgb"], strict=True)}
+    history = FrameHistory(3, ["rgb"])
+    for t in range(7):
+        out = history({"state": steps["observation.state"][t], "rgb": steps["observation.rgb"][t]})
+        assert out["rgb"].shape == (2, 2, 9)
+        if t in stacked:
+            np.testing.assert_array_equal(out["rgb"], stacked[t])
+    assert len(stacked) >= 5  # most steps were sampled and compared

@@ -2,31 +2,36 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import rclpy
+import yaml
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.executors import SingleThreadedExecutor
 from std_msgs.msg import Bool, Float64MultiArray
 
 from policies import load_policy
+from robo_q.commands.ros import profile_path
 from robo_q.evaluate import evaluate
 from ros_nodes import interfaces as io
+from ros_nodes import messages as msgs
 from sim import make_env
 
 _domain = iter(range(60 + os.getpid() % 40 * 3, 232))
 
 
-def roboq(*args: str, domain: int, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
+def roboq(*args: str, domain: int, extra_env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "robo_q.cli", *args],
         env=env,
@@ -91,7 +96,7 @@ class Robot:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             if obs is not None:
-                self.obs_pub.publish(io.float_array(obs))
+                self.obs_pub.publish(msgs.float_array(obs))
             self.executor.spin_once(timeout_sec=0.01)
 
     def wait(self, condition, timeout: float, obs: np.ndarray | None = None) -> bool:
@@ -199,7 +204,7 @@ def test_record_an_expert_session_train_on_it_and_replay_the_log(trained, tmp_pa
     robot.node.create_subscription(
         Float64MultiArray,
         io.STATE_OBSERVATION,
-        lambda m: pub.publish(io.float_array(expert.act({"state": np.array(m.data)}))),
+        lambda m: pub.publish(msgs.float_array(expert.act({"state": np.array(m.data)}))),
         io.STATE_QOS,
     )
     try:
@@ -208,7 +213,9 @@ def test_record_an_expert_session_train_on_it_and_replay_the_log(trained, tmp_pa
         )
         bridge = roboq("sim-bridge", "task=metaworld/drawer-open", "mode=lockstep", "episodes=2", domain=domain)
         assert robot.wait(lambda: bridge.poll() is not None, 120.0)
-        assert robot.wait(lambda: recorder.poll() is not None, 30.0), "recorder did not stop after 2 episodes"
+        assert robot.wait(lambda: recorder.poll() is not None, 30.0), (
+            f"recorder did not stop after 2 episodes:\n{stop(recorder)}"
+        )
     finally:
         for proc in (recorder,):
             stop(proc)
@@ -263,7 +270,10 @@ def test_record_an_expert_session_train_on_it_and_replay_the_log(trained, tmp_pa
     lengths = store.episode_meta()["length"].tolist()
     assert [(e["seed"], e["success"]) for e in replayed["episodes"]] == [(1_000_000, True), (1_000_001, True)]
     # the log also holds commands the bridge ignored between episodes, so lengths agree closely, not exactly
-    assert all(abs(e["length"] - n) <= 0.1 * n for e, n in zip(replayed["episodes"], lengths, strict=True))
+    assert all(abs(e["length"] - n) <= 0.1 * n for e, n in zip(replayed["episodes"], lengths, strict=True)), (
+        replayed["episodes"],
+        lengths,
+    )
 
 
 def test_logs_replay_reads_a_log_written_by_another_tool(trained, tmp_path):
@@ -290,8 +300,106 @@ def test_logs_replay_reads_a_log_written_by_another_tool(trained, tmp_path):
                     ),
                 )
     from ros_nodes.log_replay import replay_log
+    from ros_nodes.profile import RobotProfile, default_profile_path
 
-    report = replay_log(bag, bundles["cqn_as"])
+    profile = RobotProfile.load(default_profile_path())
+    report = replay_log(bag, bundles["cqn_as"], profile)
     assert report["compared_steps"] == 30 and 0 < report["mean_abs_difference"] < 2
+    doc = yaml.safe_load(default_profile_path().read_text())
+    doc["command"]["topic"] = "/nope"
     with pytest.raises(ValueError, match="has no"):
-        replay_log(bag, bundles["cqn_as"], command_topic="/nope")
+        replay_log(bag, bundles["cqn_as"], RobotProfile.from_dict(doc))
+
+
+ARM_MAX_DELTA = 0.05  # normalised units per step
+
+
+def arm_bundle(out: Path) -> Path:
+    """An untrained cqn_as bundle for the two-joint arm of tests/ros_arm.py (configs/robot/example_arm.yaml)."""
+    from policies.features import ActionSpec, FeatureSchema, image_feature, state_feature
+    from robo_q.agents import make_agent
+    from robo_q.export import export_agent
+
+    features = FeatureSchema(
+        {
+            "state": state_feature(
+                "state", ["shoulder_pos", "elbow_pos", "shoulder_vel", "elbow_vel"], ["rad", "rad", "rad/s", "rad/s"]
+            ),
+            "images.wrist": image_feature("images.wrist", 64, 64),
+        },
+        ActionSpec(("shoulder", "elbow"), (-1.5, -2.0), (1.5, 2.0), "position", ("rad", "rad")),
+        0.05,
+    )
+    settings = {"name": "cqn_as", "seq_len": 4, "gru": True, "hidden": 32, "frame_stack": 2}
+    meta = {"task": "example_arm", "features": features.to_dict(), "agent": settings, "env": {}, "path": "-", "step": 0}
+    export_agent(make_agent("cqn_as", settings, features, "cpu"), meta, out)
+    return out
+
+
+def test_deploy_on_a_robot_with_its_own_names_camera_and_trajectory_controller(tmp_path):
+    """A stand-in arm (its own joint names, a bgr8 camera of another size, a JointTrajectory position
+    controller) runs a camera + state bundle through `roboq deploy robot=example_arm`, with torch
+    unimportable: joints by name, first command rate-limited from the measured pose, a camera
+    dropout holds the last command. `roboq robot check` passes the profile and fails a wrong one."""
+    bundle = arm_bundle(tmp_path / "arm")
+    domain = next(_domain)
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain)}
+    arm_cmd = [sys.executable, str(Path(__file__).parent / "ros_arm.py"), "--after", "30"]
+    checker = subprocess.Popen([*arm_cmd, "--out", str(tmp_path / "served.json")], env=env)
+    try:
+        good = roboq("robot", "check", "robot=example_arm", f"bundle={bundle}", "seconds=3", domain=domain)
+        good_out, _ = good.communicate(timeout=120)
+        wrong_profile = yaml.safe_load(Path(profile_path("example_arm")).read_text())
+        wrong_profile["observation"]["state"][0]["joints"] = ["shoulder_joint", "arm_elbow_joint"]
+        (tmp_path / "wrong.yaml").write_text(yaml.safe_dump(wrong_profile))
+        wrong = roboq("robot", "check", f"robot={tmp_path / 'wrong.yaml'}", f"bundle={bundle}", domain=domain)
+        wrong_out, _ = wrong.communicate(timeout=120)
+    finally:
+        stop(checker)
+    assert good.returncode == 0 and "robot check: OK" in good_out, good_out
+    assert "/arm/wrist/image_raw" in good_out and "96x128 bgr8" in good_out, good_out
+    assert wrong.returncode == 1 and "lacks joints ['shoulder_joint']" in wrong_out, wrong_out
+
+    no_torch = tmp_path / "no_torch" / "torch"
+    no_torch.mkdir(parents=True)
+    (no_torch / "__init__.py").write_text("raise ImportError('torch is not installed on this robot')\n")
+    params = tmp_path / "arm_params.yaml"
+    params.write_text(f"robo_q_policy:\n  ros__parameters:\n    max_delta: {ARM_MAX_DELTA}\n    max_stale_ticks: 60\n")
+    domain = next(_domain)
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain)}
+    arm = subprocess.Popen([*arm_cmd, "--camera-until", "40", "--out", str(tmp_path / "arm.json")], env=env)
+    node = roboq(
+        "deploy",
+        f"bundle={bundle}",
+        "robot=example_arm",
+        f"params={params}",
+        domain=domain,
+        extra_env={"PYTHONPATH": f"{no_torch.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
+    )
+    try:
+        arm.wait(timeout=300)  # it exits once it has had 40 commands with its camera and 30 without
+    finally:
+        node_out = stop(node)
+        stop(arm)
+    assert arm.returncode == 0, node_out
+    result = json.loads((tmp_path / "arm.json").read_text())
+    assert not result["problems"], result["problems"]
+    commands = result["commands"]
+    assert len(commands) >= 70, node_out
+    assert all(c["joint_names"] == ["arm_elbow_joint", "arm_shoulder_joint"] for c in commands)
+    span = {"arm_shoulder_joint": 3.0, "arm_elbow_joint": 4.0}
+    low = {"arm_shoulder_joint": -1.5, "arm_elbow_joint": -2.0}
+    by_joint = [dict(zip(c["joint_names"], c["positions"], strict=True)) for c in commands]
+    for pos in by_joint:
+        assert all(np.isfinite(v) and low[j] <= v <= low[j] + span[j] for j, v in pos.items()), pos
+    step = {j: ARM_MAX_DELTA * s / 2 + 1e-6 for j, s in span.items()}  # the rate limit in radians
+    for j in span:  # the first command moves from the measured start pose within one step's limit
+        assert abs(by_joint[0][j] - result["start"][j]) <= step[j], (j, by_joint[0], result["start"])
+        assert all(abs(b[j] - a[j]) <= step[j] for a, b in itertools.pairwise(by_joint)), j
+    # the camera went silent: once its last frame is too old the arm holds the last command sent
+    held = by_joint[-10:]
+    assert all(h == held[0] for h in held), held
+    moving = [p for p, c in zip(by_joint, commands, strict=True) if c["camera_live"]]
+    assert held[0] == moving[-1] or held[0] in by_joint[40:-10]
+    assert abs(held[0]["arm_shoulder_joint"]) > 0.3  # not the middle of the range (0): the arm did not swing
+    assert "torch" not in node_out or "ImportError" not in node_out, node_out

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from dm_control import suite
 
+from policies.features import legacy_schema
 from sim import TaskError, list_tasks, make_env
 
 CARTPOLE_XML = str(Path(suite.__file__).parent / "cartpole.xml")
@@ -41,6 +42,7 @@ def _load_and_step(task: str) -> None:
     with make_env(task) as env:
         obs, info = env.reset(seed=1)
         assert obs["state"].shape == tuple(env.observation_spec["state"]["shape"])
+        env.features.check(obs)  # one state name (and unit) per dimension of the real observation
         rng = np.random.default_rng(0)
         for _ in range(3):
             obs, reward, _, _, info = env.step(rng.uniform(-1, 1, env.action_dim))
@@ -75,6 +77,35 @@ def test_mjcf_scales_actions_from_ctrlrange(arm_xml):
         assert env.observation_spec["state"]["shape"] == [4]  # 2 qpos + 2 qvel
     with make_env(f"mjcf/{arm_xml}", sensors=True) as env:
         assert env.observation_spec["state"]["shape"] == [5]
+
+
+def test_each_family_names_its_features(arm_xml):
+    with make_env("metaworld/drawer-open") as env:
+        action, state = env.features.action, env.features.observation["state"]
+        assert action.mode == "delta" and action.names == ("hand_dx", "hand_dy", "hand_dz", "gripper")
+        assert action.units == ("cm", "cm", "cm", "effort")
+        assert state.names is not None and state.units is not None
+        assert state.names[:4] == ("hand_x", "hand_y", "hand_z", "gripper_distance") and state.units[:3] == ("m",) * 3
+        assert state.names[18] == "prev_hand_x" and state.names[-3:] == ("goal_x", "goal_y", "goal_z")
+    with make_env("dmc/reacher-easy") as env:
+        action, state = env.features.action, env.features.observation["state"]
+        assert action.mode == "effort" and action.names == ("shoulder", "wrist")
+        assert state.names == ("position_0", "position_1", "to_target_0", "to_target_1", "velocity_0", "velocity_1")
+    with make_env(f"mjcf/{arm_xml}", sensors=True) as env:
+        action, state = env.features.action, env.features.observation["state"]
+        assert action.mode == "effort" and action.names == ("actuator_0", "actuator_1")
+        assert state.names == ("shoulder_pos", "elbow_pos", "shoulder_vel", "elbow_vel", "sensor_0")
+        assert state.units == ("rad", "rad", "rad/s", "rad/s", "")
+    with make_env(f"mjcf/{CARTPOLE_XML}") as env:  # a slide joint, a hinge joint
+        assert env.features.observation["state"].units == ("m", "rad", "m/s", "rad/s")
+
+
+@pytest.mark.parametrize("task", ["metaworld/drawer-open", "dmc/cartpole-swingup", f"mjcf/{CARTPOLE_XML}"])
+def test_legacy_schema_picks_the_control_mode_each_family_now_declares(task):
+    with make_env(task) as env:
+        spec = {k: {"shape": v["shape"]} for k, v in env.observation_spec.items()}
+        legacy = legacy_schema(spec, env.action_low, env.action_high, env.control_dt, env.task)
+        assert legacy.action.mode == env.features.action.mode
 
 
 def test_mjcf_loads_a_dm_control_model():

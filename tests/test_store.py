@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from store_writer import create, synthetic_episode
+from store_writer import FEATURES, create, synthetic_episode
 
+from policies.features import ActionSpec, FeatureSchema, image_feature, state_feature
 from robo_q.data import EpisodeStore, StoreError
 from robo_q.data.collect import store_for_env
 from sim import make_env
@@ -55,7 +57,8 @@ def test_round_trip(tmp_path):
     meta = store.episode_meta()
     np.testing.assert_array_equal(meta["length"], [40, 41, 42])
     assert list(meta["source"]) == ["expert"] * 3
-    assert store.attrs["format"] == "robo_q.episodes" and store.attrs["format_version"] == 1
+    assert store.attrs["format"] == "robo_q.episodes" and store.attrs["format_version"] == 2
+    assert store.features == FEATURES and store.observation_keys == FEATURES.keys
     # images are chunked one frame per chunk
     assert zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["data/observation.images.cam"].chunks == (1, 16, 16, 3)
     with pytest.raises(IndexError):
@@ -218,3 +221,89 @@ def test_append_requires_matching_task(tmp_path, drawer_store):
         pytest.raises(StoreError, match="holds metaworld/drawer-open episodes"),
     ):
         store_for_env(env, drawer_store, source="expert", append=True)
+
+
+def test_a_store_carries_its_envs_features(drawer_store):
+    with make_env("metaworld/drawer-open") as env:
+        assert EpisodeStore.open(drawer_store).features == env.features
+
+
+def _as_version_1(path: Path) -> None:
+    """Rewrite a store's attributes the way format version 1 wrote them (no feature schema)."""
+    attrs = json.loads((path / ".zattrs").read_text())
+    features = FeatureSchema.from_dict(attrs.pop("features"))
+    attrs |= {
+        "format_version": 1,
+        "action_low": list(features.action.low),
+        "action_high": list(features.action.high),
+        "observation_spec": {
+            k: {"shape": list(f.shape), "dtype": f.dtype.name} for k, f in features.observation.items()
+        },
+    }
+    (path / ".zattrs").write_text(json.dumps(attrs))
+
+
+def test_version_1_stores_open_with_a_migrated_schema(tmp_path, drawer_store):
+    path = tmp_path / "v1.zarr"
+    shutil.copytree(drawer_store, path)
+    _as_version_1(path)
+    before = sorted((p.relative_to(path), p.read_bytes()) for p in path.rglob("*") if p.is_file())
+    store = EpisodeStore.open(path)
+    with make_env("metaworld/drawer-open") as env:
+        expected = env.features
+    migrated = store.features
+    assert migrated.keys == expected.keys and migrated.control_dt == expected.control_dt
+    assert {k: (f.kind, f.shape) for k, f in migrated.observation.items()} == {
+        k: (f.kind, f.shape) for k, f in expected.observation.items()
+    }
+    action = migrated.action
+    assert (action.low, action.high, action.mode) == (expected.action.low, expected.action.high, "delta")
+    assert store.num_episodes == 3 and len(store.episode(0)) > 0
+    EpisodeStore.open(path, "a")  # appending to it works too ...
+    assert (
+        sorted((p.relative_to(path), p.read_bytes()) for p in path.rglob("*") if p.is_file()) == before
+    )  # ... unchanged
+
+
+def test_version_1_camera_stores_migrate_images_by_their_key(tmp_path):
+    path = tmp_path / "s.zarr"
+    _filled(path, 1)
+    _as_version_1(path)
+    store = EpisodeStore.open(path)
+    assert [f.kind for f in store.features.observation.values()] == ["image", "state"]
+    assert store.features.action.mode == "effort"  # every non-Meta-World task of version 1 drove motors
+    _assert_episode_matches(store, 0)
+
+
+def test_feature_kind_decides_dtype_and_chunks(tmp_path):
+    """An image feature not named ``images.*`` is stored as uint8 frames, one per chunk."""
+    features = FeatureSchema(
+        {"rgb": image_feature("rgb", 8, 8), "joints": state_feature("joints", ["a", "b"], "rad")},
+        ActionSpec(("u",), (-1.0,), (1.0,), "velocity"),
+        0.1,
+    )
+    EpisodeStore.create(
+        tmp_path / "s.zarr",
+        task="test/kinds",
+        features=features,
+        state_dim=1,
+        env_config={},
+        simulator="none",
+        source="teleop",
+    )
+    store = EpisodeStore.open(tmp_path / "s.zarr")
+    assert store.features == features and store.observation_keys == ["joints", "rgb"]
+    group = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
+    rgb, joints = group["data/observation.rgb"], group["data/observation.joints"]
+    assert (rgb.dtype, rgb.chunks) == (np.uint8, (1, 8, 8, 3))
+    assert joints.dtype == np.float32 and joints.chunks[0] > 1
+
+
+def test_a_broken_schema_fails_naming_the_format_version(tmp_path):
+    path = tmp_path / "s.zarr"
+    _filled(path, 1)
+    attrs = json.loads((path / ".zattrs").read_text())
+    attrs["features"]["observation"]["state"]["kind"] = "lidar"
+    (path / ".zattrs").write_text(json.dumps(attrs))
+    with pytest.raises(StoreError, match="bad feature schema in a format version 2 store"):
+        EpisodeStore.open(path)

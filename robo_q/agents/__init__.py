@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from policies.features import FeatureSchema
 from policies.schedule import SequencePolicy
 from robo_q.agents.bc import BCAgent, BCConfig
 from robo_q.agents.cqn import CQNAgent, CQNConfig
@@ -18,16 +19,16 @@ AGENTS = {"cqn": (CQNAgent, CQNConfig), "cqn_as": (CQNAgent, CQNConfig), "bc": (
 def make_agent(
     name: str,
     settings: dict[str, Any],
-    obs_shapes: dict[str, tuple[int, ...]],
-    action_dim: int,
+    features: FeatureSchema,
     device: str | torch.device,
 ) -> Agent:
-    """Build agent ``name`` from the resolved ``agent`` config (keys the agent does not use are ignored)."""
+    """Build agent ``name`` for the observations and action of ``features`` from the resolved
+    ``agent`` config (``frame_stack`` included; keys the agent does not use are ignored)."""
     if name not in AGENTS:
         raise ValueError(f"unknown agent {name!r}; agents: {', '.join(AGENTS)}")
     cls, config_cls = AGENTS[name]
     known = {f.name for f in fields(config_cls)}
-    return cls(obs_shapes, action_dim, config_cls(**{k: v for k, v in settings.items() if k in known}), device)
+    return cls(features, config_cls(**{k: v for k, v in settings.items() if k in known}), device)
 
 
 def sequence_policy(agent: Agent, settings: dict[str, Any], explore: bool) -> SequencePolicy:
@@ -38,4 +39,5 @@ def sequence_policy(agent: Agent, settings: dict[str, Any], explore: bool) -> Se
         settings.get("execution", "ensemble"),
         settings.get("ensemble_gain", 0.01),
         settings.get("frame_stack", 1),
+        agent.encoder.image_keys,
     )

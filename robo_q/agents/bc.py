@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from policies.features import FeatureSchema
 from robo_q.agents.networks import ObservationEncoder, orthogonal_init
 
 
@@ -16,6 +17,7 @@ class BCConfig:
     seq_len: int = 1
     hidden: int = 512
     proj_dim: int = 64
+    frame_stack: int = 1  # frames per image input, stacked on channels
     lr: float = 1e-4
     weight_decay: float = 0.1
 
@@ -23,11 +25,11 @@ class BCConfig:
 class BCAgent:
     """Trained on demonstration rows only; acts deterministically."""
 
-    def __init__(
-        self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, cfg: BCConfig, device: str | torch.device = "cpu"
-    ) -> None:
-        self.cfg, self.action_dim, self.device = cfg, action_dim, torch.device(device)
-        self.encoder = ObservationEncoder(obs_shapes, cfg.proj_dim).to(self.device)
+    def __init__(self, features: FeatureSchema, cfg: BCConfig, device: str | torch.device = "cpu") -> None:
+        """An agent reading ``features``' observations and acting in its action space."""
+        self.cfg, self.device = cfg, torch.device(device)
+        self.action_dim = action_dim = features.action.dim
+        self.encoder = ObservationEncoder(features, cfg.frame_stack, cfg.proj_dim).to(self.device)
         self.actor = nn.Sequential(
             nn.Linear(self.encoder.out_dim, cfg.hidden),
             nn.LayerNorm(cfg.hidden),

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from policies.features import FeatureSchema
 from robo_q.agents.codec import C2FCodec
 from robo_q.agents.heads import make_head
 from robo_q.agents.networks import C2FCritic, ObservationEncoder
@@ -33,6 +34,7 @@ class CQNConfig:
     v_max: float = 2.0
     hidden: int = 512
     proj_dim: int = 64
+    frame_stack: int = 1  # frames per image input, stacked on channels
     lr: float = 5e-5
     weight_decay: float = 0.1
     tau: float = 0.02
@@ -54,18 +56,19 @@ class CQNAgent:
 
     def __init__(
         self,
-        obs_shapes: dict[str, tuple[int, ...]],
-        action_dim: int,
+        features: FeatureSchema,
         cfg: CQNConfig,
         device: str | torch.device = "cpu",
     ) -> None:
-        self.cfg, self.action_dim, self.device = cfg, action_dim, torch.device(device)
+        """An agent reading ``features``' observations and acting in its action space."""
+        self.cfg, self.device = cfg, torch.device(device)
+        self.action_dim = action_dim = features.action.dim
         self.codec = C2FCodec(cfg.levels, cfg.bins)
         head_kwargs = {}
         if cfg.head in ("c51", "hl_gauss"):  # categorical heads: a support on [v_min, v_max]
             head_kwargs = {"atoms" if cfg.head == "c51" else "bins": cfg.atoms, "v_min": cfg.v_min, "v_max": cfg.v_max}
         self.head = make_head(cfg.head, **head_kwargs).to(self.device)
-        self.encoder = ObservationEncoder(obs_shapes, cfg.proj_dim).to(self.device)
+        self.encoder = ObservationEncoder(features, cfg.frame_stack, cfg.proj_dim).to(self.device)
         self.critic = C2FCritic(
             self.encoder.out_dim, action_dim, cfg.levels, cfg.bins, self.head.outputs, cfg.seq_len, cfg.hidden, cfg.gru
         ).to(self.device)

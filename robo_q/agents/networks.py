@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from policies.features import FeatureSchema
+
 
 def orthogonal_init(module: nn.Module) -> None:
     if isinstance(module, (nn.Linear, nn.Conv2d)):
@@ -42,6 +44,9 @@ class ChannelLayerNorm(nn.LayerNorm):
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
+MIN_IMAGE_SIZE = 46  # four kernel-4 stride-2 convolutions leave one pixel
+
+
 class CameraCNN(nn.Module):
     """Four conv layers (32-64-128-256, kernel 4, stride 2), channel LayerNorm, SiLU.
 
@@ -51,6 +56,8 @@ class CameraCNN(nn.Module):
 
     def __init__(self, in_channels: int, image_size: int) -> None:
         super().__init__()
+        if image_size < MIN_IMAGE_SIZE:
+            raise ValueError(f"camera images must be at least {MIN_IMAGE_SIZE} pixels high, got {image_size}")
         layers: list[nn.Module] = []
         image_channels = in_channels
         for out in (32, 64, 128, 256):
@@ -68,23 +75,26 @@ class CameraCNN(nn.Module):
 class ObservationEncoder(nn.Module):
     """Dict observation -> feature vector: per input a projection Linear->proj, LayerNorm, Tanh.
 
-    ``state`` is projected directly; each ``images.<camera>`` (uint8 NHWC, frames stacked on C)
-    goes through its own CNN first, with random-shift augmentation in training.
+    The inputs are the schema's features, in its order: a ``state`` feature is projected directly;
+    each ``image`` feature (uint8 NHWC, ``frame_stack`` frames stacked on C) goes through its own
+    CNN first, with random-shift augmentation in training.
     """
 
-    def __init__(self, obs_shapes: dict[str, tuple[int, ...]], proj_dim: int = 64, shift_pad: int = 4) -> None:
+    def __init__(self, features: FeatureSchema, frame_stack: int = 1, proj_dim: int = 64, shift_pad: int = 4) -> None:
         super().__init__()
-        self.keys = sorted(obs_shapes)
+        self.keys = features.keys
+        self.image_keys = frozenset(f.key for f in features.of_kind("image"))
+        self.input_shapes = {f.key: f.stacked_shape(frame_stack) for f in features.observation.values()}
         self.cnns = nn.ModuleDict()
         self.projs = nn.ModuleDict()
-        for key in self.keys:
-            shape = obs_shapes[key]
+        for feature in features.observation.values():
+            shape = self.input_shapes[feature.key]
             in_dim = shape[0]
-            if key.startswith("images."):
+            if feature.kind == "image":
                 cnn = CameraCNN(shape[-1], shape[0])
-                self.cnns[key.replace(".", "_")] = cnn
+                self.cnns[feature.input_name] = cnn
                 in_dim = cnn.out_dim
-            self.projs[key.replace(".", "_")] = nn.Sequential(
+            self.projs[feature.input_name] = nn.Sequential(
                 nn.Linear(in_dim, proj_dim), nn.LayerNorm(proj_dim), nn.Tanh()
             )
         self.aug = RandomShift(shift_pad)
@@ -94,9 +104,7 @@ class ObservationEncoder(nn.Module):
     def single(self, obs: dict[str, np.ndarray], device: torch.device) -> dict[str, Tensor]:
         """One numpy observation -> a batch of one (images stay uint8, the rest float32)."""
         return {
-            k: torch.as_tensor(
-                obs[k][None] if k.startswith("images.") else obs[k][None].astype("float32"), device=device
-            )
+            k: torch.as_tensor(obs[k][None] if k in self.image_keys else obs[k][None].astype("float32"), device=device)
             for k in self.keys
         }
 
@@ -112,7 +120,7 @@ class ObservationEncoder(nn.Module):
         for key in self.keys:
             name = key.replace(".", "_")
             x = obs[key]
-            if key.startswith("images."):
+            if key in self.image_keys:
                 x = self.camera_features(name, x, augment)
             parts.append(self.projs[name](x))
         return torch.cat(parts, dim=-1)

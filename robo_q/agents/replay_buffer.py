@@ -12,34 +12,34 @@ from __future__ import annotations
 
 import numpy as np
 
-from policies.features import stack_frames
+from policies.features import FeatureSchema, stack_frames
 from robo_q.data import EpisodeStore
 
-TRANSITION_ARRAYS = ("action", "reward", "terminated")
-
-
-def _dtype(key: str) -> type:
-    if key == "terminated":
-        return np.bool_
-    return np.uint8 if key.startswith("obs.images.") else np.float32
+TRANSITION_ARRAYS = {"action": np.dtype(np.float32), "reward": np.dtype(np.float32), "terminated": np.dtype(np.bool_)}
 
 
 class ReplayBuffer:
-    """In-memory episode replay for Q-learning with action sequences, n-step returns and frame stacking."""
+    """In-memory episode replay for Q-learning with action sequences, n-step returns and frame stacking.
+
+    Holds the observations of ``features`` (image features frame-stacked, state features not) and
+    its actions.
+    """
 
     def __init__(
         self,
-        obs_keys: list[str],
-        action_dim: int,
+        features: FeatureSchema,
         seq_len: int = 1,
         nstep: int = 1,
         gamma: float = 0.99,
         frame_stack: int = 1,
         capacity: int = 1_000_000,
     ) -> None:
+        action_dim = features.action.dim
         if min(action_dim, seq_len, nstep, frame_stack, capacity) < 1 or not 0.0 <= gamma <= 1.0:
             raise ValueError("action_dim, seq_len, nstep, frame_stack and capacity must be >= 1 and gamma in [0, 1]")
-        self.obs_keys, self.action_dim, self.seq_len, self.nstep = list(obs_keys), action_dim, seq_len, nstep
+        self.obs_keys, self.action_dim, self.seq_len, self.nstep = features.keys, action_dim, seq_len, nstep
+        self._image_keys = {f.key for f in features.of_kind("image")}
+        self._dtypes = {f"obs.{k}": f.dtype for k, f in features.observation.items()} | TRANSITION_ARRAYS
         self.gamma, self.frame_stack, self.capacity = gamma, frame_stack, capacity
         self._keys = [f"obs.{k}" for k in self.obs_keys] + list(TRANSITION_ARRAYS)
         self._ahead = np.arange(max(seq_len, nstep))
@@ -71,7 +71,7 @@ class ReplayBuffer:
             for k in self.obs_keys
         }
         rows.update({k: steps[k] for k in TRANSITION_ARRAYS})
-        rows = {k: np.asarray(v).astype(_dtype(k), copy=False) for k, v in rows.items()}
+        rows = {k: np.asarray(v).astype(self._dtypes[k], copy=False) for k, v in rows.items()}
         if not self._buf:
             self._buf = {k: np.zeros((0, *v.shape[1:]), v.dtype) for k, v in rows.items()}
         for key, values in rows.items():
@@ -143,7 +143,7 @@ class ReplayBuffer:
         for prefix, step in (("obs", t), ("next_obs", t + n_valid[:, None])):
             for key in self.obs_keys:
                 buf = self._buf[f"obs.{key}"]
-                if key.startswith("images."):  # frames t-F+1..t, clamped at the episode start
+                if key in self._image_keys:  # frames t-F+1..t, clamped at the episode start
                     batch[f"{prefix}.{key}"] = stack_frames(buf, start + np.maximum(step + self._history, 0))
                 else:
                     batch[f"{prefix}.{key}"] = buf[(start + step)[:, 0]]
@@ -169,7 +169,7 @@ class ReplayBuffer:
         ):
             raise ValueError(f"state arrays must have {rows} rows and actions of size {self.action_dim}")
         self._clear()
-        self._buf = {k: np.array(state[k], _dtype(k)) for k in keys}
+        self._buf = {k: np.array(state[k], self._dtypes[k]) for k in keys}
         self._lengths = lengths.copy()
         self._starts = np.cumsum(lengths + 1) - (lengths + 1)
         self._used, self._size = rows, int(lengths.sum())

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from omegaconf import DictConfig
 
 from robo_q.commands.common import env_kwargs, print_summary
+
+
+def profile_path(robot: str) -> Path:
+    """A robot profile: a YAML path, or the name of one under configs/robot/ (``sim_bridge``)."""
+    from robo_q.cli import config_dir
+
+    path = Path(robot)
+    if path.is_file():
+        return path
+    named = config_dir() / "robot" / f"{robot}.yaml"
+    if named.is_file():
+        return named
+    known = sorted(p.stem for p in (config_dir() / "robot").glob("*.yaml"))
+    raise FileNotFoundError(f"robot={robot}: no such profile file, nor a built-in profile (built-in: {known})")
 
 
 def sim_bridge(cfg: DictConfig) -> int:
@@ -13,17 +29,22 @@ def sim_bridge(cfg: DictConfig) -> int:
     from ros_nodes.sim_bridge import SimBridge
 
     runner.init()
+    env_settings = env_kwargs(cfg.env)
+    if cfg.cameras is not None:
+        env_settings["cameras"] = list(cfg.cameras)
     bridge = SimBridge(
         cfg.task,
-        env_kwargs(cfg.env),
+        env_settings,
         mode=cfg.mode,
         rate=cfg.rate,
         seed=cfg.seed,
         episodes=cfg.episodes,
         results=cfg.results,
+        compressed=cfg.compressed,
     )
+    cameras = f"; cameras on {', '.join(p.topic_name for p in bridge.pub_images.values())}" if bridge.pub_images else ""
     bridge.get_logger().info(
-        f"{cfg.task}: {cfg.mode} at {1 / bridge.period:.1f} Hz; commands on /policy_controller/commands"
+        f"{cfg.task}: {cfg.mode} at {1 / bridge.period:.1f} Hz; commands on /policy_controller/commands{cameras}"
     )
     interrupted = runner.spin(bridge, until=lambda: bridge.done, on_exit=bridge.finish)
     results = bridge.results
@@ -51,6 +72,8 @@ def deploy(cfg: DictConfig) -> int:
 
     ros_args = ["--params-file", cfg.params] if cfg.params else []
     ros_args += ["-p", f"bundle:={cfg.bundle}", "-p", f"trigger:={cfg.trigger}"]
+    if cfg.robot:
+        ros_args += ["-p", f"robot:={profile_path(cfg.robot)}"]
     runner.init(ros_args)
     node = PolicyNode(cfg.node_name)
     if cfg.autostart:
@@ -74,6 +97,7 @@ def deploy(cfg: DictConfig) -> int:
         "deploy",
         {
             "bundle": cfg.bundle,
+            "robot": cfg.robot or cfg.params or "sim_bridge",
             "ticks": node.stats["ticks"],
             "rejected inputs": node.stats["rejected"],
             "stopped by": "Ctrl-C" if interrupted else "shutdown",
@@ -114,12 +138,10 @@ def logs_replay(cfg: DictConfig) -> int:
     if cfg.mode == "bundle":
         if not cfg.bundle:
             raise ValueError("mode=bundle needs bundle=<bundle dir>")
+        from ros_nodes.profile import RobotProfile
+
         report = log_replay.replay_log(
-            cfg.path,
-            cfg.bundle,
-            backend=cfg.backend,
-            observation_topic=cfg.observation_topic,
-            command_topic=cfg.command_topic,
+            cfg.path, cfg.bundle, RobotProfile.load(profile_path(cfg.robot)), backend=cfg.backend
         )
         default = "log_replay.json"
     elif cfg.mode == "commands":
@@ -127,7 +149,7 @@ def logs_replay(cfg: DictConfig) -> int:
 
         runner.init()
         try:
-            report = log_replay.replay_commands(cfg.path, command_topic=cfg.command_topic)
+            report = log_replay.replay_commands(cfg.path)
         finally:
             import rclpy
 
@@ -148,3 +170,41 @@ def logs_replay(cfg: DictConfig) -> int:
         },
     )
     return 0
+
+
+def robot_check(cfg: DictConfig) -> int:
+    """Listen to a live robot: every profile topic seen, fresh, of the right shape / encoding?"""
+    from ros_nodes import runner
+    from ros_nodes.profile import RobotProfile
+    from ros_nodes.robot_check import check_robot
+
+    profile = RobotProfile.load(profile_path(cfg.robot))
+    schema = None
+    if cfg.bundle:
+        from policies.bundle import bundle_features, read_spec
+
+        schema = bundle_features(read_spec(cfg.bundle))
+    runner.init()
+    try:
+        report = check_robot(profile, schema, cfg.seconds)
+    finally:
+        import rclpy
+
+        if rclpy.ok():
+            rclpy.shutdown()
+    against = f", against bundle {cfg.bundle}" if cfg.bundle else ""
+    print(f"robot {report['robot']} ({profile.path}), listened {cfg.seconds:g} s{against}")
+    header = ("topic", "type", "seen", "rate_hz", "age_s", "holds", "fits", "ok")
+    rows = [header] + [tuple(str(r[k]) for k in header) for r in report["topics"]]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        print("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    print(f"  commands: {report['command_topic']} ({report['command_subscribers']} subscriber(s))")
+    for problem in report["problems"]:
+        print(f"  PROBLEM: {problem}")
+    print("robot check: OK" if report["ok"] else f"robot check: {len(report['problems'])} problem(s)")
+    if cfg.out:
+        import json
+
+        Path(cfg.out).write_text(json.dumps(report, indent=2))
+    return 0 if report["ok"] else 1

@@ -50,10 +50,7 @@ def store_for_env(
     return EpisodeStore.create(
         path,
         task=env.task,
-        control_dt=env.control_dt,
-        action_low=env.action_low,
-        action_high=env.action_high,
-        observation_spec=env.observation_spec,
+        features=env.features,
         state_dim=len(env.get_state()),
         env_config=env.config,
         simulator=env.simulator,

@@ -2,14 +2,18 @@
 
 Layout (zarr format 2, readable by zarr 2 and 3)::
 
-    data/observation.state            (T, D) float32    all episodes concatenated along time
-    data/observation.images.<camera>  (T, H, W, 3) uint8, one frame per chunk
+    data/observation.<key>            (T, D) float32    a ``state`` feature; all episodes along time
+    data/observation.<key>            (T, H, W, 3) uint8, an ``image`` feature; one frame per chunk
     data/action                       (T, A) float32    normalised to [-1, 1]
     data/reward, data/success, data/terminated (T,)     outcome of taking action[t]
     data/sim_state                    (T, S) float64    simulator state before action[t]
     meta/episode_ends                 (E,) int64        cumulative; the commit point
     meta/episode_seed, meta/episode_success, meta/episode_source, meta/initial_state (E, ...)
     meta/final_observation.<key>      (E, ...)          the observation after the last action
+
+The root attributes hold the feature schema (``features``, :class:`policies.features.FeatureSchema`)
+that decides each observation array's dtype and chunking; format-version-1 stores, written before
+schemas existed, get theirs from :func:`policies.features.legacy_schema` when opened.
 
 Crash safety: chunk and metadata files are replaced atomically (zarr's LocalStore writes a
 temporary file and renames it) and an episode's data and per-episode metadata are written before
@@ -29,8 +33,10 @@ import numpy as np
 import zarr
 from zarr.storage import LocalStore
 
+from policies.features import FeatureSchema, SchemaError, legacy_schema
+
 FORMAT = "robo_q.episodes"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 ROW_CHUNK = 4096
 SOURCES = ("expert", "policy", "ros", "teleop")
 STEP_ARRAYS = ("action", "reward", "success", "terminated", "sim_state")
@@ -61,8 +67,13 @@ class Episode:
         return np.concatenate([self.steps[f"observation.{key}"][1:], self.final_observation[key][None]])
 
 
-def _obs_dtype(key: str) -> str:
-    return "uint8" if key.startswith("images.") else "float32"
+def _store_features(attrs: dict[str, Any]) -> FeatureSchema:
+    """The schema in a store's attributes (version 1: rebuilt from what those recorded)."""
+    if "features" in attrs:
+        return FeatureSchema.from_dict(attrs["features"])
+    return legacy_schema(
+        attrs["observation_spec"], attrs["action_low"], attrs["action_high"], attrs["control_dt"], attrs["task"]
+    )
 
 
 class EpisodeStore:
@@ -75,7 +86,13 @@ class EpisodeStore:
         self.path = path
         self.writable = writable
         self.attrs: dict[str, Any] = dict(group.attrs)
-        self.observation_keys: list[str] = list(self.attrs["observation_spec"])
+        try:
+            self.features = _store_features(self.attrs)
+        except (SchemaError, KeyError, TypeError) as err:
+            raise StoreError(
+                f"{path}: bad feature schema in a format version {self.attrs.get('format_version')} store ({err})"
+            ) from err
+        self.observation_keys: list[str] = self.features.keys
         self._n = 0
         self._validate()
 
@@ -86,17 +103,15 @@ class EpisodeStore:
         path: str | Path,
         *,
         task: str,
-        control_dt: float,
-        action_low: np.ndarray,
-        action_high: np.ndarray,
-        observation_spec: dict[str, dict[str, Any]],
+        features: FeatureSchema,
         state_dim: int,
         env_config: dict[str, Any],
         simulator: str,
         source: str,
         overwrite: bool = False,
     ) -> EpisodeStore:
-        """A new, empty store; refuses to replace an existing path unless ``overwrite``."""
+        """A new, empty store of ``features``' observations and action; refuses to replace an
+        existing path unless ``overwrite``."""
         path = Path(path)
         if source not in SOURCES:
             raise StoreError(f"source must be one of {SOURCES}, got {source!r}")
@@ -106,19 +121,17 @@ class EpisodeStore:
                     f"{path} already exists (pass append=true to add episodes, overwrite=true to replace it)"
                 )
             shutil.rmtree(path)
-        observation_spec = {k: {"shape": list(v["shape"]), "dtype": _obs_dtype(k)} for k, v in observation_spec.items()}
         group = zarr.open_group(store=LocalStore(path), mode="w-", zarr_format=2)
         data, meta = group.create_group("data"), group.create_group("meta")
-        action_dim = len(action_low)
-        for key, spec in observation_spec.items():
-            shape, dtype = tuple(spec["shape"]), _obs_dtype(key)
-            chunks = (1, *shape) if key.startswith("images.") else (ROW_CHUNK, *shape)
-            data.create_array(f"observation.{key}", shape=(0, *shape), chunks=chunks, dtype=dtype, fill_value=0)
+        for key, feature in features.observation.items():
+            frame = feature.shape
+            chunks = (1, *frame) if feature.kind == "image" else (ROW_CHUNK, *frame)
+            data.create_array(f"observation.{key}", shape=(0, *frame), chunks=chunks, dtype=feature.dtype, fill_value=0)
             meta.create_array(
-                f"final_observation.{key}", shape=(0, *shape), chunks=(1, *shape), dtype=dtype, fill_value=0
+                f"final_observation.{key}", shape=(0, *frame), chunks=(1, *frame), dtype=feature.dtype, fill_value=0
             )
         for key, shape, dtype in [
-            ("action", (action_dim,), "float32"),
+            ("action", (features.action.dim,), "float32"),
             ("reward", (), "float32"),
             ("success", (), "bool"),
             ("terminated", (), "bool"),
@@ -140,10 +153,8 @@ class EpisodeStore:
                 "format": FORMAT,
                 "format_version": FORMAT_VERSION,
                 "task": task,
-                "control_dt": float(control_dt),
-                "action_low": [float(x) for x in action_low],
-                "action_high": [float(x) for x in action_high],
-                "observation_spec": observation_spec,
+                "control_dt": features.control_dt,  # also in features; kept for `roboq demos info`
+                "features": features.to_dict(),
                 "env_config": env_config,
                 "simulator": simulator,
                 "source": source,
@@ -262,7 +273,7 @@ class EpisodeStore:
         for key, values in steps.items():
             self._array(f"data/{key}").append(values, axis=0)
         for key in self.observation_keys:
-            final = np.asarray(final_observation[key], dtype=_obs_dtype(key))[None]
+            final = np.asarray(final_observation[key], dtype=self.features.observation[key].dtype)[None]
             self._array(f"meta/final_observation.{key}").append(final, axis=0)
         self._array("meta/episode_seed").append(np.array([seed], np.int64))
         self._array("meta/episode_success").append(np.array([bool(steps["success"].any())]))

@@ -1,4 +1,4 @@
-"""What a training run's config resolves to: env settings, agent settings, encoder input shapes."""
+"""What a training run's config resolves to: env settings, agent settings, the features it reads."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from policies.features import FeatureSchema
 from sim import MujocoEnv, default_camera
 
 
@@ -34,16 +35,10 @@ def agent_settings(cfg: DictConfig, env: MujocoEnv) -> dict[str, Any]:
     return settings
 
 
-def observation_shapes(env: MujocoEnv, obs_mode: str, frame_stack: int) -> dict[str, tuple[int, ...]]:
-    """Encoder inputs: the state vector, or every camera with ``frame_stack`` frames on channels."""
-    shapes = {}
-    for key, spec in env.observation_spec.items():
-        if obs_mode == "state" and key == "state":
-            shapes[key] = tuple(spec["shape"])
-        elif obs_mode == "pixels" and key.startswith("images."):
-            h, w, c = spec["shape"]
-            shapes[key] = (h, w, c * frame_stack)
-    return shapes
+def run_features(env: MujocoEnv, obs_mode: str) -> FeatureSchema:
+    """The features a run's agent reads: ``env``'s state features, or its image features (pixels)."""
+    kind = {"state": "state", "pixels": "image"}[obs_mode]
+    return env.features.select(f.key for f in env.features.of_kind(kind))
 
 
 def resumed_config(composed: DictConfig, overrides: list[str]) -> DictConfig:

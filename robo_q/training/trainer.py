@@ -25,7 +25,7 @@ from robo_q.data.collect import collect_demos, store_for_env
 from robo_q.device import resolve_device
 from robo_q.evaluate import evaluate
 from robo_q.rundir import CSVLog, make_run_dir, save_config
-from robo_q.training.settings import agent_settings, observation_shapes, run_env_settings
+from robo_q.training.settings import agent_settings, run_env_settings, run_features
 from sim import MujocoEnv, make_env
 from sim.experts import has_expert, make_expert
 
@@ -48,9 +48,9 @@ def demo_store(cfg: DictConfig, env: MujocoEnv, run_dir: Path) -> EpisodeStore:
             collect_demos(env, make_expert(env), store, episodes=cfg.demos.num, seed=cfg.seed, progress=cfg.progress)
     if store.task != env.task:
         raise StoreError(f"{store.path} holds {store.task} demos, not {env.task}")
-    missing = set(env.observation_spec) - set(store.observation_keys)
+    missing = [k for k in run_features(env, cfg.obs).keys if k not in store.features.keys]
     if missing:
-        raise StoreError(f"{store.path} lacks observations {sorted(missing)} needed by obs={cfg.obs}")
+        raise StoreError(f"{store.path} lacks observations {missing} needed by obs={cfg.obs}")
     return store
 
 
@@ -75,12 +75,10 @@ class Trainer:
         self.agent_cfg = agent_settings(cfg, self.env)
         frame_stack = self.agent_cfg.get("frame_stack", 1) if cfg.obs == "pixels" else 1
         self.agent_cfg["frame_stack"] = frame_stack
-        obs_shapes = observation_shapes(self.env, cfg.obs, frame_stack)
-        self.agent = make_agent(cfg.agent.name, self.agent_cfg, obs_shapes, self.env.action_dim, self.device)
-        obs_keys = sorted(obs_shapes)
+        features = run_features(self.env, cfg.obs)
+        self.agent = make_agent(cfg.agent.name, self.agent_cfg, features, self.device)
         buffer_args = (
-            obs_keys,
-            self.env.action_dim,
+            features,
             self.agent_cfg["seq_len"],
             self.agent_cfg["nstep"],
             self.agent_cfg["gamma"],
@@ -92,16 +90,10 @@ class Trainer:
             "obs": cfg.obs,
             "env": settings,
             "agent": self.agent_cfg,
-            "obs_shapes": {k: list(v) for k, v in obs_shapes.items()},
-            "action_dim": self.env.action_dim,
-            "control_dt": self.env.control_dt,
-            "action": {
-                "low": self.env.action_low.tolist(),
-                "high": self.env.action_high.tolist(),
-                "names": list(self.env.action_names),
-                "units": self.env.action_units,
-            },
-            "observation_spec": {k: v for k, v in self.env.observation_spec.items() if k in obs_shapes},
+            "features": features.to_dict(),
+            # the encoder's inputs (frames stacked), compared on resume like the settings above
+            "obs_shapes": {k: list(f.stacked_shape(frame_stack)) for k, f in features.observation.items()},
+            "action_dim": features.action.dim,
         }
         self.step = self.episodes = self.updates = 0
         self.train_success: deque[bool] = deque(maxlen=20)
