@@ -104,6 +104,7 @@ def replay_commands(
     import time
 
     import rclpy
+    from rclpy.duration import Duration as RclDuration
     from rclpy.executors import SingleThreadedExecutor
     from std_msgs.msg import Float64MultiArray, Int64
 
@@ -150,6 +151,9 @@ def replay_commands(
         for seed, commands in episodes:
             seen = observations[0]
             reset_pub.publish(Int64(data=seed))
+            # Held by the bridge before the first command is sent: it then steps the new episode.
+            if not reset_pub.wait_for_all_acked(RclDuration(seconds=timeout)):
+                raise TimeoutError("the sim bridge did not acknowledge the reset")
             wait(lambda s=seen: observations[0] > s)
             for command in commands:
                 seen = observations[0]

@@ -7,7 +7,10 @@ Publishes ``/joint_states`` (the model's hinge and slide joints, by the model's 
 ``/sim/success`` and ``/sim/episode_result`` ([seed, success, length, return, *final state
 observation]); applies
 ``std_msgs/Float64MultiArray`` commands in actuator units from ``/policy_controller/commands``;
-``/sim/reset`` (std_msgs/Int64 seed) restarts the episode.
+``/sim/reset`` (std_msgs/Int64 seed) restarts the episode. With ``wait_for`` (node names, e.g. a
+recorder), the first episode starts only once each of those nodes subscribes to
+``/observation/state`` and has acknowledged the first observation: a node that discovers the bridge
+late (a busy machine) would otherwise miss the start of the session.
 
 Modes: ``realtime`` steps on a timer at the control rate, holding the last command (zero before
 any); ``lockstep`` steps once per received command, as fast as commands arrive (deterministic;
@@ -49,6 +52,7 @@ class SimBridge(Node):
         episodes: int | None = None,
         results: str | None = None,
         compressed: bool = False,
+        wait_for: tuple[str, ...] = (),
     ) -> None:
         super().__init__("robo_q_sim_bridge")
         if mode not in ("realtime", "lockstep"):
@@ -78,8 +82,10 @@ class SimBridge(Node):
         self.pub_success = self.create_publisher(Bool, io.SUCCESS, io.EVENT_QOS)
         self.pub_start = self.create_publisher(Int64, io.EPISODE_START, io.LATCHED_QOS)
         self.pub_result = self.create_publisher(Float64MultiArray, io.EPISODE_RESULT, io.EVENT_QOS)
-        self.create_subscription(Float64MultiArray, io.COMMANDS, self._on_command, io.COMMAND_QOS)
+        # Created first, so the executor handles a pending reset before a pending command: a command
+        # sent after a reset was acknowledged steps the new episode, never the old one.
         self.create_subscription(Int64, io.RESET, lambda msg: self.start_episode(msg.data), io.EVENT_QOS)
+        self.create_subscription(Float64MultiArray, io.COMMANDS, self._on_command, io.COMMAND_QOS)
         self.command = np.zeros(self.env.action_dim)  # normalised; zero = hold still
         self.results: list[dict[str, Any]] = []
         self.done = False
@@ -87,7 +93,10 @@ class SimBridge(Node):
         self._next_seed = seed
         self._last_publish = time.monotonic()
         self._restart_at: float | None = None
-        self.start_episode(seed)
+        self._waiting_for = set(wait_for)
+        self._first_seed = seed
+        if not self._waiting_for:
+            self.start_episode(seed)
         self.create_timer(self.period if mode == "realtime" else RESTART_GAP_S / 2, self._tick)
 
     def start_episode(self, seed: int) -> None:
@@ -131,6 +140,9 @@ class SimBridge(Node):
     def _tick(self) -> None:
         if self.done:
             return
+        if self._waiting_for:
+            self._start_when_listened_to()
+            return
         if self._restart_at is not None:
             if time.monotonic() >= self._restart_at:
                 self.start_episode(self._next_seed)
@@ -166,6 +178,21 @@ class SimBridge(Node):
         else:  # the next episode starts once every subscriber holds the result, and a little later
             self.pub_result.wait_for_all_acked(RclDuration(seconds=1.0))
             self._restart_at = time.monotonic() + RESTART_GAP_S
+
+    def _start_when_listened_to(self) -> None:
+        """Start the first episode once every ``wait_for`` node subscribes to the observations and
+        holds the first one (acknowledged), so none of the session's messages reach it unmatched."""
+        listening = {info.node_name for info in self.get_subscriptions_info_by_topic(io.STATE_OBSERVATION)}
+        missing = self._waiting_for - listening
+        if missing:
+            self.get_logger().info(
+                f"waiting for {sorted(missing)} to subscribe to {io.STATE_OBSERVATION}", throttle_duration_sec=5.0
+            )
+            return
+        self._waiting_for = set()
+        self.start_episode(self._first_seed)
+        for pub in (self.pub_start, self.pub_obs, self.pub_joints):
+            pub.wait_for_all_acked(RclDuration(seconds=15.0))
 
     def finish(self, seconds: float = 15.0) -> None:
         """Before the process exits: wait (up to ``seconds`` each) until subscribers acknowledged the

@@ -76,7 +76,9 @@ class Arm:
         sensor = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
         self.joint_pub = node.create_publisher(JointState, "/arm/joint_states", sensor)
         self.camera_pub = node.create_publisher(Image, "/arm/wrist/image_raw", sensor)
-        node.create_subscription(JointTrajectory, "/arm_controller/joint_trajectory", self.on_command, 10)
+        # Every command is kept (a starved process must not skip some and see false jumps).
+        commands = QoSProfile(depth=10_000, reliability=ReliabilityPolicy.RELIABLE)
+        node.create_subscription(JointTrajectory, "/arm_controller/joint_trajectory", self.on_command, commands)
         node.create_timer(0.01, self.step)
         node.create_timer(1 / 15, self.publish_camera)
 

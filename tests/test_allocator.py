@@ -63,6 +63,6 @@ def test_configured_allocator_keeps_big_blocks_in_the_heap_and_reuses_them():
     # configured: served from the heap, which keeps it when freed, and the next tensors reuse it
     assert growth(configured, "alive", "hblkhd") < MB64 <= growth(configured, "alive", "arena")
     assert growth(configured, "freed", "arena") >= MB64 and configured["freed"]["fordblks"] >= MB64
-    # five more 64 MB tensors reuse the freed block: the heap grows by less than one more block (huge-page
-    # alignment may cost one re-placement), not by one per tensor as it would without reuse
-    assert configured["reused"]["arena"] - configured["freed"]["arena"] < 2 * MB64
+    # five more 64 MB tensors reuse the freed block: the heap grows by at most two more blocks (huge-page
+    # alignment and other threads' allocations may cost a re-placement), not by one per tensor as without reuse
+    assert configured["reused"]["arena"] - configured["freed"]["arena"] < 3 * MB64

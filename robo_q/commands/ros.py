@@ -41,6 +41,7 @@ def sim_bridge(cfg: DictConfig) -> int:
         episodes=cfg.episodes,
         results=cfg.results,
         compressed=cfg.compressed,
+        wait_for=tuple(cfg.wait_for),
     )
     cameras = f"; cameras on {', '.join(p.topic_name for p in bridge.pub_images.values())}" if bridge.pub_images else ""
     bridge.get_logger().info(
