@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 from typing import Any
 
 from sim.base import MujocoEnv, TaskError
@@ -22,6 +23,15 @@ def list_tasks(family: str | None = None) -> list[str]:
 
         names += [f"dmc/{t}" for t in TASKS]
     return names
+
+
+def is_task(task: str) -> bool:
+    """Whether ``task`` names a simulated task (a known metaworld/dmc task, or an existing MJCF file)."""
+    family, _, name = str(task).partition("/")
+    if family == "mjcf":
+        return Path(name).is_file()
+    canonical = f"{family}/{name.removesuffix('-v3')}" if family == "metaworld" else str(task)
+    return family in FAMILIES and canonical in list_tasks(family)
 
 
 def _unknown(task: str, family: str) -> TaskError:

@@ -35,7 +35,10 @@ del big
 freed = info()
 for _ in range(5):
     torch.ones(16 << 20)
-print(json.dumps({"before": before, "alive": alive, "freed": freed, "reused": info()}))
+reused = info()
+for _ in range(20):
+    torch.ones(16 << 20)
+print(json.dumps({"before": before, "alive": alive, "freed": freed, "reused": reused, "steady": info()}))
 """
 MB64 = 64 << 20
 
@@ -63,6 +66,8 @@ def test_configured_allocator_keeps_big_blocks_in_the_heap_and_reuses_them():
     # configured: served from the heap, which keeps it when freed, and the next tensors reuse it
     assert growth(configured, "alive", "hblkhd") < MB64 <= growth(configured, "alive", "arena")
     assert growth(configured, "freed", "arena") >= MB64 and configured["freed"]["fordblks"] >= MB64
-    # five more 64 MB tensors reuse the freed block: the heap grows by at most two more blocks (huge-page
-    # alignment and other threads' allocations may cost a re-placement), not by one per tensor as without reuse
-    assert configured["reused"]["arena"] - configured["freed"]["arena"] < 3 * MB64
+    # later 64 MB tensors reuse freed blocks: the first few may cost a re-placement (how the
+    # huge-page-aligned block falls in the heap varies from process to process), fewer than one per
+    # tensor; then 20 more add less than two blocks in all, where without reuse each would add one
+    assert configured["reused"]["arena"] - configured["freed"]["arena"] < 5 * MB64
+    assert configured["steady"]["arena"] - configured["reused"]["arena"] < 2 * MB64

@@ -1,14 +1,18 @@
-"""``roboq eval``: a checkpoint, or an exported bundle through the deployment runtime."""
+"""``roboq eval``: a checkpoint, or an exported bundle through the deployment runtime: in the
+simulator on fixed seeds, or (``store=``) against the logged actions of held-out episodes."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
+from policies.features import FeatureSchema
 from policies.schedule import SequencePolicy
 from robo_q.commands.common import print_summary
-from robo_q.evaluate import evaluate
+from robo_q.evaluate import evaluate, evaluate_on_store, plot_store_evaluation
 from robo_q.rundir import make_run_dir, save_config
 from sim import make_env
 
@@ -22,6 +26,7 @@ def eval_policy(cfg: DictConfig) -> int:
         from policies import load_policy
 
         policy = load_policy(cfg.bundle, backend=cfg.backend)
+        features = policy.features
         spec = policy.spec
         task, env_settings, source = (
             spec["task"],
@@ -30,13 +35,16 @@ def eval_policy(cfg: DictConfig) -> int:
         )
     else:
         from robo_q.agents import sequence_policy
-        from robo_q.checkpoint import load_agent
+        from robo_q.checkpoint import checkpoint_features, load_agent
 
         agent, meta = load_agent(cfg.checkpoint, cfg.device)
+        features = checkpoint_features(meta)
         policy = sequence_policy(agent, meta["agent"], explore=False)
         task, env_settings, source = meta["task"], meta["env"], {"checkpoint": meta["path"], "step": meta["step"]}
     run_dir = make_run_dir("eval", task, cfg.out)
     save_config(cfg, run_dir)
+    if cfg.store is not None:
+        return _eval_on_store(cfg, policy, features, source, run_dir)
     with make_env(task, **env_settings) as env:
         video_dir = run_dir / "videos" if cfg.video else None
         result = evaluate(
@@ -54,6 +62,33 @@ def eval_policy(cfg: DictConfig) -> int:
             ),
             "mean return": result["mean_return"],
             "report": str(run_dir / "eval_info.json"),
+        },
+    )
+    return 0
+
+
+def _eval_on_store(
+    cfg: DictConfig, policy: SequencePolicy, features: FeatureSchema, source: dict[str, Any], run_dir: Path
+) -> int:
+    """Every episode of ``store``: the policy's actions on the logged observations vs the logged actions."""
+    from robo_q.data import EpisodeStore
+
+    store = EpisodeStore.open(cfg.store)
+    result = evaluate_on_store(policy, features, store, list(range(store.num_episodes)))
+    (run_dir / "eval_info.json").write_text(json.dumps({**source, "store": str(store.path), **result}, indent=2))
+    plot_store_evaluation(result, run_dir / "actions.png")
+    units = ", ".join(
+        f"{n} {e:.3g} {u}".rstrip()
+        for n, e, u in zip(result["action_names"], result["action_mae_native"], features.action.units, strict=True)
+    )
+    print_summary(
+        "eval",
+        {
+            **source,
+            "store": f"{store.path} ({store.task}, {result['episodes']} episodes)",
+            "agreement": f"{result['agreement']:.1%} of steps within 5% of each action's range",
+            "mean abs error": f"{result['action_mae']:.4f} normalised; {units}",
+            "report": f"{run_dir / 'eval_info.json'}, {run_dir / 'actions.png'}",
         },
     )
     return 0

@@ -18,8 +18,12 @@ def train(cfg: DictConfig) -> int:
             "task": cfg.task,
             "agent": f"{cfg.agent.name} ({cfg.agent.preset})",
             "steps": f"{summary['steps']} ({summary['episodes']} episodes, {summary['updates']} updates)",
-            "eval success": (
-                f"{last['success_rate']:.1%} over {last['episodes']} episodes (mean return {last['mean_return']:.2f})"
+            "eval": (
+                f"{last['success_rate']:.1%} success over {last['episodes']} episodes "
+                f"(mean return {last['mean_return']:.2f})"
+                if "success_rate" in last
+                else f"{last['agreement']:.1%} of steps agree with the logged actions over {last['episodes']} "
+                f"held-out episodes (mean abs error {last['action_mae']:.3f})"
             ),
             "run directory": summary["run_dir"],
             "checkpoint": f"{summary['run_dir']}/checkpoints/last",

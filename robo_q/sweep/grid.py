@@ -151,7 +151,7 @@ def expand(cfg: DictConfig, axes: dict[str, list[Any]], common: list[str]) -> li
     names: set[str] = set()
     for values in itertools.product(*(axes[k] for k in order)):
         point = dict(zip(order, values, strict=True))
-        task = str(point.get("task", cfg.task))
+        task = str(point.get("task") or cfg.task or cfg.default_task)
         agent = str(point.get("agent", cfg.agent.name))
         seed = point.get("seed", cfg.seed)
         if not isinstance(seed, int) or isinstance(seed, bool):
@@ -187,11 +187,9 @@ def check_agents(agents: Sequence[str]) -> None:
 
 def check_task(task: str) -> None:
     """An unknown task fails here with the simulator registry's message (suggestions, the task list)."""
-    from sim import list_tasks, make_env
+    from sim import is_task, make_env
 
-    family, _, name = task.partition("/")
-    canonical = f"{family}/{name.removesuffix('-v3')}" if family == "metaworld" else task
-    if family not in ("metaworld", "dmc") or canonical not in list_tasks(family):
+    if not is_task(task) or task.startswith("mjcf/"):
         make_env(task).close()  # raises sim.TaskError naming the task; mjcf: the model must load
 
 

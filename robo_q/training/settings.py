@@ -5,11 +5,29 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from policies.features import FeatureSchema
-from sim import MujocoEnv, default_camera
+from robo_q.data import EpisodeStore, StoreError
+from sim import default_camera
+
+
+def run_task(cfg: DictConfig, store: EpisodeStore | None) -> str:
+    """The run's task: ``task=``, else the store's, else ``default_task``; a store of another task is refused."""
+    if cfg.task and store is not None and store.task.removesuffix("-v3") != str(cfg.task).removesuffix("-v3"):
+        raise StoreError(f"{store.path} holds {store.task} demos, not {cfg.task}")
+    return str(cfg.task or (store.task if store is not None else cfg.default_task))
+
+
+def store_reward_mode(store: EpisodeStore) -> str:
+    """The reward mode a store was recorded with (``sparse`` when it does not say and every reward is 0 or 1)."""
+    mode = store.attrs.get("env_config", {}).get("reward")
+    if mode:
+        return str(mode)
+    rewards = store.load(["reward"])["reward"]
+    return "sparse" if np.isin(rewards, (0.0, 1.0)).all() else "dense"
 
 
 def run_env_settings(cfg: DictConfig) -> dict[str, Any]:
@@ -23,11 +41,11 @@ def run_env_settings(cfg: DictConfig) -> dict[str, Any]:
     return settings
 
 
-def agent_settings(cfg: DictConfig, env: MujocoEnv) -> dict[str, Any]:
+def agent_settings(cfg: DictConfig, reward_mode: str) -> dict[str, Any]:
     """The resolved agent config, with the value range chosen from the reward mode when null."""
     settings: dict[str, Any] = OmegaConf.to_container(cfg.agent, resolve=True)  # type: ignore[assignment]
     settings.pop("presets", None)
-    sparse = env.reward_mode == "sparse"
+    sparse = reward_mode == "sparse"
     if settings.get("v_min") is None:
         settings["v_min"] = -2.0 if sparse else 0.0
     if settings.get("v_max") is None:
@@ -35,10 +53,14 @@ def agent_settings(cfg: DictConfig, env: MujocoEnv) -> dict[str, Any]:
     return settings
 
 
-def run_features(env: MujocoEnv, obs_mode: str) -> FeatureSchema:
-    """The features a run's agent reads: ``env``'s state features, or its image features (pixels)."""
+def run_features(schema: FeatureSchema, obs_mode: str) -> FeatureSchema:
+    """The features a run's agent reads: the state features of ``schema`` (an env's or a store's), or
+    its image features (pixels)."""
     kind = {"state": "state", "pixels": "image"}[obs_mode]
-    return env.features.select(f.key for f in env.features.of_kind(kind))
+    keys = [f.key for f in schema.of_kind(kind)]
+    if not keys:
+        raise StoreError(f"obs={obs_mode}: no {kind} observations among {schema.keys}")
+    return schema.select(keys)
 
 
 def resumed_config(composed: DictConfig, overrides: list[str]) -> DictConfig:

@@ -1,5 +1,10 @@
 """A training run: online RL with demonstrations (CQN style) or offline from the store alone.
 
+Offline from a store of a task the simulator does not know (a real robot's), no simulator is
+built: the features come from the store, and evaluation compares the policy's actions with the
+logged ones on held-out episodes (the store's episodes after the ``demos.num`` trained on; the
+trained ones if there are none).
+
 Everything goes under one run directory: config.yaml, train.csv, eval.csv, eval_info.json,
 TensorBoard events (tb/), eval videos, checkpoints/ (``resume=<run>`` continues a killed run).
 """
@@ -23,21 +28,28 @@ from robo_q.checkpoint import check_compatible, load_buffers, load_weights, read
 from robo_q.data import EpisodeBuilder, EpisodeStore, StoreError
 from robo_q.data.collect import collect_demos, store_for_env
 from robo_q.device import resolve_device
-from robo_q.evaluate import evaluate
+from robo_q.evaluate import evaluate, evaluate_on_store
 from robo_q.rundir import CSVLog, make_run_dir, save_config
-from robo_q.training.settings import agent_settings, run_env_settings, run_features
-from sim import MujocoEnv, make_env
+from robo_q.training.settings import (
+    agent_settings,
+    run_env_settings,
+    run_features,
+    run_task,
+    store_reward_mode,
+)
+from sim import MujocoEnv, is_task, make_env
 from sim.experts import has_expert, make_expert
 
 TRAIN_COLUMNS = ["step", "episodes", "updates", "fps", "critic_loss", "demo_loss", "bc_loss", "q", "train_success"]
 EVAL_COLUMNS = ["step", "success_rate", "mean_return", "mean_length", "episodes"]
+STORE_EVAL_COLUMNS = ["step", "action_mae", "agreement", "episodes"]
 
 
-def demo_store(cfg: DictConfig, env: MujocoEnv, run_dir: Path) -> EpisodeStore:
-    """The demo store named by ``demos.path``, else expert demos collected into the run directory."""
-    if cfg.demos.path:
-        store = EpisodeStore.open(cfg.demos.path)
-    else:
+def demo_store(cfg: DictConfig, env: MujocoEnv | None, store: EpisodeStore | None, run_dir: Path) -> EpisodeStore:
+    """The demo store named by ``demos.path`` (already open), else expert demos collected into the run
+    directory; with a simulator, checked against its task and observations."""
+    if store is None:
+        assert env is not None, "a run without a store has a simulator"
         path = run_dir / "demos.zarr"
         if path.exists():  # a resumed run reuses what it collected
             store = EpisodeStore.open(path)
@@ -46,12 +58,23 @@ def demo_store(cfg: DictConfig, env: MujocoEnv, run_dir: Path) -> EpisodeStore:
         else:
             store = store_for_env(env, path, source="expert")
             collect_demos(env, make_expert(env), store, episodes=cfg.demos.num, seed=cfg.seed, progress=cfg.progress)
+    if env is None:
+        return store
     if store.task != env.task:
         raise StoreError(f"{store.path} holds {store.task} demos, not {env.task}")
-    missing = [k for k in run_features(env, cfg.obs).keys if k not in store.features.keys]
+    missing = [k for k in run_features(env.features, cfg.obs).keys if k not in store.features.keys]
     if missing:
         raise StoreError(f"{store.path} lacks observations {missing} needed by obs={cfg.obs}")
     return store
+
+
+def eval_summary(result: dict[str, Any] | None) -> str:
+    """An evaluation in a few characters: success rate (simulator) or action agreement (store)."""
+    if result is None:
+        return "-"
+    if "success_rate" in result:
+        return f"{result['success_rate']:.0%} success"
+    return f"{result['agreement']:.0%} agree"
 
 
 class Trainer:
@@ -59,6 +82,12 @@ class Trainer:
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
+        given = EpisodeStore.open(cfg.demos.path) if cfg.demos.path else None
+        cfg.task = run_task(cfg, given)
+        # Offline, a simulator is only for evaluation, where the task is one it knows.
+        simulated = not cfg.train.offline or (cfg.eval.episodes > 0 and is_task(cfg.task))
+        if not simulated and given is None:
+            raise StoreError(f"{cfg.task} is not a simulator task: offline training needs store=<episode store>")
         if cfg.resume:
             self.run_dir = Path(cfg.resume)
             meta = read_meta(self.run_dir)  # fails clearly when there is nothing to resume
@@ -68,14 +97,22 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
-        settings = run_env_settings(cfg)
-        self.env = make_env(cfg.task, **settings)
-        self.eval_env = make_env(cfg.task, **settings)
-        self.store = demo_store(cfg, self.env, self.run_dir)
-        self.agent_cfg = agent_settings(cfg, self.env)
+        self.env: MujocoEnv | None = None
+        self.eval_env: MujocoEnv | None = None
+        if simulated:
+            settings = run_env_settings(cfg)
+            self.env = make_env(cfg.task, **settings)
+            self.eval_env = make_env(cfg.task, **settings)
+        self.store = demo_store(cfg, self.env, given, self.run_dir)
+        if self.env is None:
+            settings = dict(self.store.attrs.get("env_config", {}))
+        reward_mode = self.env.reward_mode if self.env is not None else store_reward_mode(self.store)
+        self.agent_cfg = agent_settings(cfg, reward_mode)
         frame_stack = self.agent_cfg.get("frame_stack", 1) if cfg.obs == "pixels" else 1
         self.agent_cfg["frame_stack"] = frame_stack
-        features = run_features(self.env, cfg.obs)
+        self.features = features = run_features(
+            self.env.features if self.env is not None else self.store.features, cfg.obs
+        )
         self.agent = make_agent(cfg.agent.name, self.agent_cfg, features, self.device)
         buffer_args = (
             features,
@@ -104,7 +141,8 @@ class Trainer:
         self.policy = sequence_policy(self.agent, self.agent_cfg, explore=True)
         self.eval_policy = sequence_policy(self.agent, self.agent_cfg, explore=False)
         self.train_csv = CSVLog(self.run_dir / "train.csv", TRAIN_COLUMNS)
-        self.eval_csv = CSVLog(self.run_dir / "eval.csv", EVAL_COLUMNS)
+        eval_columns = EVAL_COLUMNS if self.eval_env is not None else STORE_EVAL_COLUMNS
+        self.eval_csv = CSVLog(self.run_dir / "eval.csv", eval_columns)
         from torch.utils.tensorboard import SummaryWriter  # slow import: only for real runs
 
         self.tb = SummaryWriter(str(self.run_dir / "tb"))
@@ -136,18 +174,22 @@ class Trainer:
     # -- evaluation and checkpoints ---------------------------------------------------------------
     def evaluate_and_checkpoint(self) -> None:
         cfg = self.cfg
-        video_dir = self.run_dir / "videos" / f"step_{self.step:08d}" if cfg.eval.video else None
-        result = evaluate(
-            self.eval_policy,
-            self.eval_env,
-            cfg.eval.episodes,
-            video_dir=video_dir,
-            video_episodes=cfg.eval.video_episodes,
-        )
+        if self.eval_env is None:
+            result = evaluate_on_store(self.eval_policy, self.features, self.store, self.held_out_episodes())
+        else:
+            video_dir = self.run_dir / "videos" / f"step_{self.step:08d}" if cfg.eval.video else None
+            result = evaluate(
+                self.eval_policy,
+                self.eval_env,
+                cfg.eval.episodes,
+                video_dir=video_dir,
+                video_episodes=cfg.eval.video_episodes,
+            )
         self.last_eval = {"step": self.step, **result}
         self.eval_csv.write({"step": self.step, **result})
-        for key in ("success_rate", "mean_return"):
-            self.tb.add_scalar(f"eval/{key}", result[key], self.step)
+        for key in ("success_rate", "mean_return", "action_mae", "agreement"):
+            if key in result:
+                self.tb.add_scalar(f"eval/{key}", result[key], self.step)
         (self.run_dir / "eval_info.json").write_text(json.dumps(self.last_eval, indent=2))
         meta = {
             **self.meta,
@@ -157,6 +199,12 @@ class Trainer:
             "eval": {k: v for k, v in result.items() if k != "per_episode"},
         }
         save_checkpoint(self.run_dir / "checkpoints", self.step, self.agent, meta, self.buffers)
+
+    def held_out_episodes(self) -> list[int]:
+        """The store's episodes not trained on (``eval.episodes`` of them; all trained ones if none are left)."""
+        trained = min(self.cfg.demos.num, self.store.num_episodes)
+        held_out = list(range(trained, self.store.num_episodes)) or list(range(trained))
+        return held_out[: max(self.cfg.eval.episodes, 1)]
 
     def _log(self, metrics: dict[str, float], fps: float) -> None:
         row = {"step": self.step, "episodes": self.episodes, "updates": self.updates, "fps": round(fps, 2), **metrics}
@@ -172,21 +220,21 @@ class Trainer:
         total, every = cfg.train.steps, cfg.eval.every
         next_eval = (self.step // every + 1) * every
         metrics: dict[str, float] = {}
-        obs, recorder = None, EpisodeBuilder()
+        obs, recorder, env = None, EpisodeBuilder(), self.env
         start, start_step = time.perf_counter(), self.step
         desc = f"train {cfg.agent.name} {cfg.task}" + (" (offline)" if cfg.train.offline else "")
         with tqdm(
             total=total, initial=self.step, desc=desc, unit="step", disable=not cfg.progress, mininterval=1.0
         ) as bar:
             while self.step < total:
-                if not cfg.train.offline:
+                if env is not None and not cfg.train.offline:
                     if obs is None:
                         self.policy.reset()
-                        obs, _ = self.env.reset(seed=cfg.seed * 100_000 + self.episodes)
-                        recorder.start(obs, self.env.get_state())
+                        obs, _ = env.reset(seed=cfg.seed * 100_000 + self.episodes)
+                        recorder.start(obs, env.get_state())
                     action = self.policy.act(obs)
-                    obs, reward, terminated, truncated, info = self.env.step(action)
-                    recorder.record(action, reward, info["success"], terminated, obs, self.env.get_state())
+                    obs, reward, terminated, truncated, info = env.step(action)
+                    recorder.record(action, reward, info["success"], terminated, obs, env.get_state())
                 self.step += 1
                 for _ in range(cfg.train.updates_per_step):
                     metrics = self.update()
@@ -207,7 +255,7 @@ class Trainer:
                     next_eval = (self.step // every + 1) * every
                 bar.set_postfix(
                     fps=f"{fps:.1f}",
-                    eval_success=f"{self.last_eval['success_rate']:.0%}" if self.last_eval else "-",
+                    eval=eval_summary(self.last_eval),
                     loss=f"{metrics.get('critic_loss', metrics.get('bc_loss', 0.0)):.3f}",
                     refresh=False,
                 )
