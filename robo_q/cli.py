@@ -55,6 +55,13 @@ COMMANDS = [
         "roboq demos replay path=demos/drawer-open.zarr mode=actions video=true",
     ),
     Command(
+        "demos score",
+        "demos/score",
+        "robo_q.commands.demos:score",
+        "rank a store's episodes by a trained critic's value of their actions (ROC AUC of success)",
+        "roboq demos score store=demos/arm.zarr checkpoint=outputs/<run>/checkpoints/last",
+    ),
+    Command(
         "train",
         "train",
         "robo_q.commands.train:train",

@@ -13,15 +13,17 @@ import pytest
 
 from policies import load_policy
 from policies.features import ActionSpec, FeatureSchema, state_feature
+from robo_q.critic_score import roc_auc
 from robo_q.data import EpisodeStore, StoreError
 from robo_q.evaluate import evaluate_on_store
 
 STEP = 0.1  # rad per step the logged operator moves each joint towards its goal
 
 
-def arm_store(path: Path, episodes: int, steps: int = 30, seed: int = 0) -> EpisodeStore:
+def arm_store(path: Path, episodes: int, steps: int = 30, seed: int = 0, fail_every: int = 0) -> EpisodeStore:
     """Teleoperated-style episodes of a 2-joint arm (task ``robot/two-joint-arm``): the operator
-    steps each joint towards a goal; the state holds the joints and the goal."""
+    steps each joint towards a goal; the state holds the joints and the goal. With ``fail_every``,
+    every such episode the operator heads for the wrong place and never succeeds."""
     action = ActionSpec(("shoulder", "elbow"), (-1.5, -2.0), (1.5, 2.0), "position", ("rad", "rad"))
     names = ["shoulder_pos", "elbow_pos", "shoulder_goal", "elbow_goal"]
     features = FeatureSchema({"state": state_feature("state", names, "rad")}, action, 0.05)
@@ -32,10 +34,12 @@ def arm_store(path: Path, episodes: int, steps: int = 30, seed: int = 0) -> Epis
     low, high = action.low_array, action.high_array
     for seed in range(episodes):
         q, goal = rng.uniform(low / 2, high / 2), rng.uniform(low / 2, high / 2)
+        failing = fail_every and seed % fail_every == 0
+        target = np.clip(-goal, low, high) if failing else goal
         observations, actions = [], []
         for _ in range(steps):
             observations.append(np.concatenate([q, goal]))
-            q = q + np.clip(goal - q, -STEP, STEP)
+            q = q + np.clip(target - q, -STEP, STEP)
             actions.append(action.from_native(q))
         reached = np.abs(goal - q).max() < 0.01
         success = np.zeros(steps, bool)
@@ -121,3 +125,41 @@ def test_offline_training_refuses_what_it_cannot_train_on(tmp_path):
     )
     with pytest.raises(StoreError, match=r"lacks observations \['joints'\]; its action"):
         evaluate_on_store(None, other, store, [0])  # type: ignore[arg-type]
+
+
+def test_a_trained_critic_scores_failed_episodes_below_successful_ones(tmp_path):
+    store = arm_store(tmp_path / "mixed.zarr", episodes=24, steps=20, fail_every=3)
+    meta = store.episode_meta()
+    assert 0 < meta["success"].sum() < store.num_episodes
+    run = tmp_path / "run"
+    train = roboq(
+        "train",
+        f"store={store.path}",
+        "agent=cqn",
+        "train.offline=true",
+        "train.steps=600",
+        "eval.every=600",
+        "eval.episodes=1",
+        "demos.num=24",
+        "agent.hidden=64",
+        "agent.lr=1e-3",
+        "progress=false",
+        f"out={run}",
+    )
+    assert train.returncode == 0, train.stderr
+    score = roboq("demos", "score", f"store={store.path}", f"checkpoint={run}", f"out={tmp_path / 'score'}")
+    assert score.returncode == 0, score.stderr
+    report = json.loads((tmp_path / "score" / "score.json").read_text())
+    assert len(report["episodes"]) == 24 and "success ROC AUC" in score.stdout
+    scores = [e["score"] for e in report["episodes"]]
+    assert scores == sorted(scores, reverse=True)
+    assert report["success_auc"] > 0.75, report["episodes"]
+    bc = roboq("demos", "score", f"store={store.path}", f"checkpoint={tmp_path / 'nothing'}")
+    assert bc.returncode != 0
+
+
+def test_roc_auc():
+    assert roc_auc([3.0, 2.0, 1.0], [True, False, True]) == 0.5
+    assert roc_auc([3.0, 2.0, 1.0], [True, True, False]) == 1.0
+    assert roc_auc([1.0, 1.0], [True, False]) == 0.5
+    assert roc_auc([1.0, 2.0], [True, True]) is None

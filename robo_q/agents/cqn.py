@@ -109,6 +109,14 @@ class CQNAgent:
             action = (action + self.cfg.explore_std * torch.randn_like(action)).clamp(-1, 1)
         return action.cpu().numpy()
 
+    @torch.no_grad()
+    def q_of(self, obs: dict[str, Tensor], action: Tensor) -> Tensor:
+        """The critic's Q of given action sequences [N, K, D] in [-1, 1]: the finest level's Q of the
+        bins they fall in, averaged over the K steps and D dimensions -> [N]."""
+        idx, prev = (t.transpose(1, 2) for t in self.codec.encode(action.clamp(-1, 1)))  # [N, L, K, D]
+        base, adv = self.critic.dueling(self.encoder(obs), prev, self.all_levels)
+        return self.head.q(base.squeeze(-2) + gather_bins(adv, idx))[:, -1].mean(dim=(1, 2))
+
     # -- learning ---------------------------------------------------------------------------------
     def losses(self, batch: dict[str, Tensor], demo_rows: int) -> tuple[Tensor, Tensor]:
         """Total loss of a batch whose last ``demo_rows`` rows are demonstrations, and the detached

@@ -1,4 +1,4 @@
-"""``roboq demos collect|info|replay``."""
+"""``roboq demos collect|info|replay|score``."""
 
 from __future__ import annotations
 
@@ -122,3 +122,34 @@ def print_replay_summary(report: dict, run_dir: Path) -> None:
     if videos:
         rows["videos"] = f"{len(videos)} in {Path(videos[0]).parent}"
     print_summary(f"demos replay ({report['mode']})", rows)
+
+
+def score(cfg: DictConfig) -> int:
+    """Rank a store's episodes by a trained critic's Q of their logged actions; ROC AUC of success."""
+    import json
+
+    from robo_q.checkpoint import load_agent
+    from robo_q.critic_score import roc_auc, score_episodes
+
+    store = EpisodeStore.open(cfg.store)
+    agent, meta = load_agent(cfg.checkpoint, cfg.device)
+    episodes = score_episodes(agent, store, meta["agent"].get("frame_stack", 1))
+    ranked = sorted(episodes, key=lambda e: e["score"], reverse=True)
+    auc = roc_auc([e["score"] for e in episodes], [e["success"] for e in episodes])
+    run_dir = make_run_dir("score", Path(cfg.store).stem, cfg.out)
+    save_config(cfg, run_dir)
+    report = {"store": str(store.path), "checkpoint": meta["path"], "success_auc": auc, "episodes": ranked}
+    (run_dir / "score.json").write_text(json.dumps(report, indent=2))
+    successes = sum(e["success"] for e in episodes)
+    print_summary(
+        "demos score",
+        {
+            "store": f"{store.path} ({store.num_episodes} episodes, {successes} successful)",
+            "checkpoint": f"{meta['path']} (step {meta['step']})",
+            "highest": ", ".join(f"#{e['episode']} {e['score']:.3f}" for e in ranked[:3]),
+            "lowest": ", ".join(f"#{e['episode']} {e['score']:.3f}" for e in ranked[-3:]),
+            "success ROC AUC": "- (needs successful and failed episodes)" if auc is None else f"{auc:.3f}",
+            "report": str(run_dir / "score.json"),
+        },
+    )
+    return 0
