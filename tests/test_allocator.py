@@ -35,10 +35,9 @@ del big
 freed = info()
 for _ in range(5):
     torch.ones(16 << 20)
-reused = info()
 for _ in range(20):
     torch.ones(16 << 20)
-print(json.dumps({"before": before, "alive": alive, "freed": freed, "reused": reused, "steady": info()}))
+print(json.dumps({"before": before, "alive": alive, "freed": freed, "steady": info()}))
 """
 MB64 = 64 << 20
 
@@ -66,8 +65,7 @@ def test_configured_allocator_keeps_big_blocks_in_the_heap_and_reuses_them():
     # configured: served from the heap, which keeps it when freed, and the next tensors reuse it
     assert growth(configured, "alive", "hblkhd") < MB64 <= growth(configured, "alive", "arena")
     assert growth(configured, "freed", "arena") >= MB64 and configured["freed"]["fordblks"] >= MB64
-    # later 64 MB tensors reuse freed blocks: the first few may cost a re-placement (how the
-    # huge-page-aligned block falls in the heap varies from process to process), fewer than one per
-    # tensor; then 20 more add less than two blocks in all, where without reuse each would add one
-    assert configured["reused"]["arena"] - configured["freed"]["arena"] < 5 * MB64
-    assert configured["steady"]["arena"] - configured["reused"]["arena"] < 2 * MB64
+    # 25 more 64 MB tensors reuse freed blocks: a few may cost a re-placement (where the huge-page-aligned
+    # block falls in the heap, and what small allocations land beside it, varies from process to process;
+    # up to 3 seen on a loaded machine), but the heap grows by a handful of blocks, not by one per tensor
+    assert configured["steady"]["arena"] - configured["freed"]["arena"] < 6 * MB64
