@@ -1,7 +1,10 @@
-"""The CPU allocator settings: freed big tensors stay in the process's heap and are reused.
+"""The CPU allocator settings: big tensors are served from the process's heap, which keeps them when freed.
 
 Asserted through glibc's own statistics (``mallinfo2``), which the settings determine, not through
-page-fault counts, which depend on the kernel, transparent huge pages and what else runs.
+page-fault counts, which depend on the kernel, transparent huge pages and what else runs. Whether a
+later tensor reuses the freed block is not asserted: small allocations may split the free block
+first (on a loaded machine 8 to 13 of 25 later 64 MB tensors grew the heap), so that depends on
+timing, not on the settings.
 """
 
 from __future__ import annotations
@@ -32,12 +35,7 @@ before = info()
 big = torch.ones(16 << 20)  # 64 MB
 alive = info()
 del big
-freed = info()
-for _ in range(5):
-    torch.ones(16 << 20)
-for _ in range(20):
-    torch.ones(16 << 20)
-print(json.dumps({"before": before, "alive": alive, "freed": freed, "steady": info()}))
+print(json.dumps({"before": before, "alive": alive, "freed": info()}))
 """
 MB64 = 64 << 20
 
@@ -53,7 +51,7 @@ def malloc_stats(mode: str) -> dict[str, dict[str, int]]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
-def test_configured_allocator_keeps_big_blocks_in_the_heap_and_reuses_them():
+def test_configured_allocator_serves_big_blocks_from_the_heap_and_keeps_them():
     default, configured = malloc_stats("default"), malloc_stats("configured")
 
     def growth(stats: dict[str, dict[str, int]], when: str, field: str) -> int:
@@ -62,10 +60,6 @@ def test_configured_allocator_keeps_big_blocks_in_the_heap_and_reuses_them():
     # default glibc: a 64 MB tensor is its own mapping, unmapped again when freed
     assert growth(default, "alive", "hblkhd") >= MB64 and growth(default, "alive", "arena") < MB64
     assert growth(default, "freed", "hblkhd") < MB64
-    # configured: served from the heap, which keeps it when freed, and the next tensors reuse it
+    # configured: served from the heap, which keeps it mapped (free for the next tensors) when freed
     assert growth(configured, "alive", "hblkhd") < MB64 <= growth(configured, "alive", "arena")
     assert growth(configured, "freed", "arena") >= MB64 and configured["freed"]["fordblks"] >= MB64
-    # 25 more 64 MB tensors reuse freed blocks: a few may cost a re-placement (where the huge-page-aligned
-    # block falls in the heap, and what small allocations land beside it, varies from process to process;
-    # up to 3 seen on a loaded machine), but the heap grows by a handful of blocks, not by one per tensor
-    assert configured["steady"]["arena"] - configured["freed"]["arena"] < 6 * MB64
