@@ -2,15 +2,17 @@
 
 The MCAP log (``<out>/log``, written with ``rosbags``) stores each subscribed topic's serialized
 bytes as received. With a ``task``, the session's observations and commands also become episodes
-in the project's store format (``<out>/episodes.zarr``, source ``ros``): row t pairs observation
-o_t with the last command before o_{t+1}; episodes are cut at ``/sim/episode`` and
-``/sim/episode_result``, which carries the final observation (what `roboq sim-bridge` publishes).
+in the project's store format (``<out>/episodes.zarr``, source ``ros``): ordered by publication
+time, row t pairs observation o_t with the first command sent after it; episodes are cut at
+``/sim/episode`` and ``/sim/episode_result``, which carries the final observation (what
+`roboq sim-bridge` publishes).
 ROS recordings carry no simulator state, so their ``sim_state`` is empty.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rclpy.node import Node
@@ -57,12 +59,9 @@ class TopicRecorder(Node):
             connection = self.writer.add_connection(topic, ros_type_name(DEFAULT_TOPICS[topic]), typestore=typestore)
             qos = io.LATCHED_QOS if topic == io.EPISODE_START else RECORD_QOS  # the first start is latched
             self.create_subscription(DEFAULT_TOPICS[topic], topic, self._raw_writer(topic, connection), qos, raw=True)
-        self._seed: int | None = None
-        self._rows: list[tuple[np.ndarray, np.ndarray, bool]] = []
-        self._obs: np.ndarray | None = None
-        self._command: np.ndarray | None = None
-        self._result: np.ndarray | None = None
-        self._success = self._answered = False
+        # Task mode: every event (publication time ns, kind, value) since the last stored episode.
+        self._events: list[tuple[int, str, Any]] = []
+        self._unfinished = ""
         self.episodes = 0
         self.store: EpisodeStore | None = None
         if task:
@@ -77,16 +76,15 @@ class TopicRecorder(Node):
                     simulator=env.simulator,
                     source="ros",
                 )
-            # Messages that arrive together are handled in subscription order: an episode's result
-            # before the next episode's start (which the bridge sends only once the result is
-            # acknowledged), the start before that episode's first observation.
-            self.create_subscription(Float64MultiArray, io.EPISODE_RESULT, self._on_result, RECORD_QOS)
-            self.create_subscription(Int64, io.EPISODE_START, self._on_start, io.LATCHED_QOS)
-            self.create_subscription(Float64MultiArray, io.STATE_OBSERVATION, self._on_observation, RECORD_QOS)
-            self.create_subscription(Float64MultiArray, io.COMMANDS, self._on_command, RECORD_QOS)
-            self.create_subscription(
-                Bool, io.SUCCESS, lambda m: setattr(self, "_success", self._success or m.data), RECORD_QOS
-            )
+            events = {
+                io.EPISODE_RESULT: (Float64MultiArray, "result", RECORD_QOS),
+                io.EPISODE_START: (Int64, "start", io.LATCHED_QOS),
+                io.STATE_OBSERVATION: (Float64MultiArray, "obs", RECORD_QOS),
+                io.COMMANDS: (Float64MultiArray, "cmd", RECORD_QOS),
+                io.SUCCESS: (Bool, "success", RECORD_QOS),
+            }
+            for topic, (msg_type, kind, qos) in events.items():
+                self.create_subscription(msg_type, topic, self._event_taker(kind), qos)
 
     def _raw_writer(self, topic: str, connection):
         def write(raw: bytes, info: MessageInfo) -> None:
@@ -97,40 +95,60 @@ class TopicRecorder(Node):
 
         return write
 
-    def _on_start(self, msg: Int64) -> None:
-        if self._result is not None:  # the previous episode's stragglers had their time
-            self._finish(force=True)
-        # The episode's first observation (and its command) may arrive before this message:
-        # topics are not ordered against each other, so they are kept.
-        self._seed, self._rows, self._success, self._result = msg.data, [], False, None
+    def _event_taker(self, kind: str):
+        def take(msg: Any, info: MessageInfo) -> None:
+            value: Any = msg.data
+            if kind in ("obs", "result"):
+                value = np.asarray(value, np.float64)
+            elif kind == "cmd":
+                native = np.asarray(value, np.float64)
+                if native.shape != (self.action_spec.dim,) or not np.all(np.isfinite(native)):
+                    return
+                value = self.action_spec.from_native(native)
+            self._events.append((info["source_timestamp"] or self.get_clock().now().nanoseconds, kind, value))
+            self._store_finished()
 
-    def _on_command(self, msg: Float64MultiArray) -> None:
-        native = np.asarray(msg.data)
-        if native.shape == (self.action_spec.dim,) and np.all(np.isfinite(native)):
-            self._command = self.action_spec.from_native(native)
-            self._answered = True
-            self._finish()
+        return take
 
-    def _on_observation(self, msg: Float64MultiArray) -> None:
-        if self._seed is not None and self._obs is not None and self._command is not None:
-            self._rows.append((self._obs, self._command, bool(self._success)))
-            self._success = False
-        self._obs, self._answered = np.asarray(msg.data), False
-        self._finish()
+    def _store_finished(self) -> None:
+        """Store every episode whose result and all ``length`` steps have arrived, in any order.
 
-    def _on_result(self, msg: Float64MultiArray) -> None:
-        if self._seed is not None and int(msg.data[0]) == self._seed:
-            self._result = np.asarray(msg.data)
-            self._finish()
+        Events are ordered by publication time, not arrival: topics are not ordered against each
+        other. A step is an observation and the first command sent after it; an observation no
+        command answered (a re-send while the robot was silent) is not a step. A success message
+        marks the step before it.
+        """
+        events = sorted(self._events, key=lambda e: e[0])
+        for end, (t_end, kind, result) in enumerate(events):
+            if kind != "result":
+                continue
+            starts = [i for i, (t, k, v) in enumerate(events[:end]) if k == "start" and v == int(result[0])]
+            rows: list[list[Any]] = []
+            pending = None
+            for _, k, v in events[starts[-1] : end] if starts else []:
+                if k == "obs":
+                    pending = v
+                elif k == "cmd" and pending is not None:
+                    rows.append([pending, v, False])
+                    pending = None
+                elif k == "success" and v and rows:
+                    rows[-1][2] = True
+            length = int(result[2])
+            later_result = any(k == "result" for _, k, _ in events[end + 1 :])
+            if len(rows) < length and not later_result:  # its stragglers may still come
+                self._unfinished = f"episode seed {int(result[0])} not stored: {len(rows)} of {length} steps arrived"
+                return
+            if len(rows) >= length:
+                self._append(rows[:length], result)
+            else:
+                self.get_logger().warning(f"episode seed {int(result[0])} lost: {len(rows)} of {length} steps arrived")
+            self._events = [e for e in self._events if e[0] > t_end]
+            self._unfinished = ""
+            return self._store_finished()
 
-    def _finish(self, force: bool = False) -> None:
-        """Store the episode once its result and all ``length`` steps have arrived, in any order."""
-        result = self._result
-        if result is None or (not force and (len(self._rows) + 1 < int(result[2]) or not self._answered)):
-            return
-        assert self.store is not None and self._seed is not None and self._obs is not None and self._command is not None
-        self._rows.append((self._obs, self._command, self._success))  # the last step: its outcome is the result
-        observations, actions, successes = (np.array(x) for x in zip(*self._rows, strict=True))
+    def _append(self, rows: list[list[Any]], result: np.ndarray) -> None:
+        assert self.store is not None
+        observations, actions, successes = (np.array(x) for x in zip(*rows, strict=True))
         successes[-1] |= bool(result[1])  # a sparse-reward success is what ended the episode
         terminated = np.zeros(len(actions), bool)
         terminated[-1] = bool(result[1])
@@ -142,13 +160,10 @@ class TopicRecorder(Node):
             "terminated": terminated,
             "sim_state": np.zeros((len(actions), 0)),
         }
-        self.store.append_episode(steps, {"state": result[4:]}, seed=self._seed)
+        self.store.append_episode(steps, {"state": result[4:]}, seed=int(result[0]))
         self.episodes += 1
-        self._seed, self._obs, self._command, self._result = None, None, None, None
 
     def close(self) -> None:
-        if self._result is not None:  # an episode whose steps did not all arrive: say so, never store it half
-            self.get_logger().warning(
-                f"episode seed {self._seed} not stored: {len(self._rows) + 1} of {int(self._result[2])} steps arrived"
-            )
+        if self._unfinished:  # an episode whose steps did not all arrive: say so, never store it half
+            self.get_logger().warning(self._unfinished)
         self.writer.close()
