@@ -113,26 +113,15 @@ class TopicRecorder(Node):
     def _store_finished(self) -> None:
         """Store every episode whose result and all ``length`` steps have arrived, in any order.
 
-        Events are ordered by publication time, not arrival: topics are not ordered against each
-        other. A step is an observation and the first command sent after it; an observation no
-        command answered (a re-send while the robot was silent) is not a step. A success message
-        marks the step before it.
+        Events are ordered by publication time, not arrival (topics are not ordered against each
+        other), and cut into steps by :meth:`_steps`.
         """
         events = sorted(self._events, key=lambda e: e[0])
         for end, (t_end, kind, result) in enumerate(events):
             if kind != "result":
                 continue
             starts = [i for i, (t, k, v) in enumerate(events[:end]) if k == "start" and v == int(result[0])]
-            rows: list[list[Any]] = []
-            pending = None
-            for _, k, v in events[starts[-1] : end] if starts else []:
-                if k == "obs":
-                    pending = v
-                elif k == "cmd" and pending is not None:
-                    rows.append([pending, v, False])
-                    pending = None
-                elif k == "success" and v and rows:
-                    rows[-1][2] = True
+            rows = self._steps(events[starts[-1] : end] if starts else [], int(result[2]))
             length = int(result[2])
             later_result = any(k == "result" for _, k, _ in events[end + 1 :])
             if len(rows) < length and not later_result:  # its stragglers may still come
@@ -145,6 +134,40 @@ class TopicRecorder(Node):
             self._events = [e for e in self._events if e[0] > t_end]
             self._unfinished = ""
             return self._store_finished()
+
+    @staticmethod
+    def _steps(window: list[tuple[int, str, Any]], length: int) -> list[list[Any]]:
+        """[observation, command, success] per step of one episode's events (in publication order).
+
+        A re-sent observation (the bridge repeats the current one while no command comes) is the same
+        step. With one command per step (lockstep: each command steps the robot, also when two answer
+        the same observation) the i-th command acted on the i-th observation; otherwise a step's
+        command is the first one sent after its observation. A success marks the step before it.
+        """
+        observations: list[np.ndarray] = []
+        commands: list[int] = []  # per command: how many steps (observations) preceded it
+        rows: list[list[Any]] = []
+        successes: list[int] = []
+        for _, kind, value in window:
+            if kind == "obs" and not (observations and np.array_equal(observations[-1], value)):
+                observations.append(value)
+            elif kind == "cmd":
+                commands.append(len(observations))
+                rows.append([None, value, False])
+            elif kind == "success" and value:
+                successes.append(len(rows))
+        if len(observations) == len(rows) == length:  # lockstep
+            steps = [[o, r[1], False] for o, r in zip(observations, rows, strict=True)]
+        else:
+            steps, taken = [], set()
+            for (_, command, _), seen in zip(rows, commands, strict=True):
+                if seen and seen not in taken:
+                    taken.add(seen)
+                    steps.append([observations[seen - 1], command, False])
+        for count in successes:  # the success published after the count-th command
+            if 0 < count <= len(steps):
+                steps[count - 1][2] = True
+        return steps
 
     def _append(self, rows: list[list[Any]], result: np.ndarray) -> None:
         assert self.store is not None
