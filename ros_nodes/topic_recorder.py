@@ -3,7 +3,7 @@
 The MCAP log (``<out>/log``, written with ``rosbags``) stores each subscribed topic's serialized
 bytes as received. With a ``task``, the session's observations and commands also become episodes
 in the project's store format (``<out>/episodes.zarr``, source ``ros``): ordered by publication
-time, row t pairs observation o_t with the first command sent after it; episodes are cut at
+time, each observation is paired with the command that acted on it (``TopicRecorder._steps``); episodes are cut at
 ``/sim/episode`` and ``/sim/episode_result``, which carries the final observation (what
 `roboq sim-bridge` publishes).
 ROS recordings carry no simulator state, so their ``sim_state`` is empty.
@@ -61,6 +61,7 @@ class TopicRecorder(Node):
             self.create_subscription(DEFAULT_TOPICS[topic], topic, self._raw_writer(topic, connection), qos, raw=True)
         # Task mode: every event (publication time ns, kind, value) since the last stored episode.
         self._events: list[tuple[int, str, Any]] = []
+        self._results = 0  # episode results among them: only then can an episode be stored
         self._unfinished = ""
         self.episodes = 0
         self.store: EpisodeStore | None = None
@@ -106,7 +107,9 @@ class TopicRecorder(Node):
                     return
                 value = self.action_spec.from_native(native)
             self._events.append((info["source_timestamp"] or self.get_clock().now().nanoseconds, kind, value))
-            self._store_finished()
+            self._results += kind == "result"
+            if self._results:  # no sorting or scanning on the hot path while an episode runs
+                self._store_finished()
 
         return take
 
@@ -120,9 +123,9 @@ class TopicRecorder(Node):
         for end, (t_end, kind, result) in enumerate(events):
             if kind != "result":
                 continue
-            starts = [i for i, (t, k, v) in enumerate(events[:end]) if k == "start" and v == int(result[0])]
-            rows = self._steps(events[starts[-1] : end] if starts else [], int(result[2]))
             length = int(result[2])
+            starts = [i for i, (_, k, v) in enumerate(events[:end]) if k == "start" and v == int(result[0])]
+            rows = self._steps(events[starts[-1] : end] if starts else [], length)
             later_result = any(k == "result" for _, k, _ in events[end + 1 :])
             if len(rows) < length and not later_result:  # its stragglers may still come
                 self._unfinished = f"episode seed {int(result[0])} not stored: {len(rows)} of {length} steps arrived"
@@ -132,6 +135,7 @@ class TopicRecorder(Node):
             else:
                 self.get_logger().warning(f"episode seed {int(result[0])} lost: {len(rows)} of {length} steps arrived")
             self._events = [e for e in self._events if e[0] > t_end]
+            self._results = sum(k == "result" for _, k, _ in self._events)
             self._unfinished = ""
             return self._store_finished()
 
@@ -145,22 +149,20 @@ class TopicRecorder(Node):
         command is the first one sent after its observation. A success marks the step before it.
         """
         observations: list[np.ndarray] = []
-        commands: list[int] = []  # per command: how many steps (observations) preceded it
-        rows: list[list[Any]] = []
-        successes: list[int] = []
+        commands: list[tuple[int, np.ndarray]] = []  # (observations seen before it, command)
+        successes: list[int] = []  # commands sent before each success
         for _, kind, value in window:
             if kind == "obs" and not (observations and np.array_equal(observations[-1], value)):
                 observations.append(value)
             elif kind == "cmd":
-                commands.append(len(observations))
-                rows.append([None, value, False])
+                commands.append((len(observations), value))
             elif kind == "success" and value:
-                successes.append(len(rows))
-        if len(observations) == len(rows) == length:  # lockstep
-            steps = [[o, r[1], False] for o, r in zip(observations, rows, strict=True)]
+                successes.append(len(commands))
+        if len(observations) == len(commands) == length:  # lockstep
+            steps = [[o, c, False] for o, (_, c) in zip(observations, commands, strict=True)]
         else:
             steps, taken = [], set()
-            for (_, command, _), seen in zip(rows, commands, strict=True):
+            for seen, command in commands:
                 if seen and seen not in taken:
                     taken.add(seen)
                     steps.append([observations[seen - 1], command, False])
