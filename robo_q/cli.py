@@ -62,6 +62,20 @@ COMMANDS = [
         "roboq demos score store=demos/arm.zarr checkpoint=outputs/<run>/checkpoints/last",
     ),
     Command(
+        "data import",
+        "data/import",
+        "robo_q.commands.data:data_import",
+        "import a LeRobotDataset (v3.0, v2.1) or a robomimic hdf5 file into an episode store",
+        "roboq data import format=lerobot path=<LeRobotDataset dir> out=demos/x.zarr",
+    ),
+    Command(
+        "data export",
+        "data/export",
+        "robo_q.commands.data:data_export",
+        "export an episode store as a LeRobotDataset v3.0 (videos, stats)",
+        "roboq data export format=lerobot store=demos/drawer-open.zarr out=datasets/drawer-open",
+    ),
+    Command(
         "train",
         "train",
         "robo_q.commands.train:train",

@@ -72,6 +72,16 @@ def info(cfg: DictConfig) -> int:
         "episodes": store.num_episodes,
         "steps": store.num_steps,
     }
+    for n, record in enumerate(attrs.get("imports", [])):
+        version = f" {record['codebase_version']}" if record.get("codebase_version") else ""
+        rows[f"import {n + 1}"] = (
+            f"{record['episodes']} episodes, {record['frames']} frames from {record['format']}{version} "
+            f"{record['path']} ({record['imported']})"
+        )
+        if record.get("tasks"):
+            rows[f"import {n + 1} tasks"] = "; ".join(record["tasks"][:5]) + (
+                " ..." if len(record["tasks"]) > 5 else ""
+            )
     if store.num_episodes:
         rows["success rate"] = f"{meta['success'].mean():.1%}"
         rows["episode length"] = f"min {lengths.min()}, mean {lengths.mean():.1f}, max {lengths.max()}"

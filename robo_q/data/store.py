@@ -38,7 +38,7 @@ from policies.features import FeatureSchema, SchemaError, legacy_schema
 FORMAT = "robo_q.episodes"
 FORMAT_VERSION = 2
 ROW_CHUNK = 4096
-SOURCES = ("expert", "policy", "ros", "teleop")
+SOURCES = ("expert", "policy", "ros", "teleop", "lerobot", "robomimic")
 STEP_ARRAYS = ("action", "reward", "success", "terminated", "sim_state")
 _FLOAT_KEYS = ("observation.state", "action", "reward", "sim_state")
 
@@ -284,6 +284,27 @@ class EpisodeStore:
         self._ends = np.append(self._ends, new_end)
         self._n += 1
         return self._n - 1
+
+    def update_attrs(self, **attrs: Any) -> None:
+        """Set root attributes (e.g. the ``imports`` that record where episodes came from)."""
+        if not self.writable:
+            raise StoreError(f"{self.path}: opened read-only")
+        self._group.attrs.update(attrs)
+        self.attrs.update(attrs)
+
+    def rollback(self, num_episodes: int) -> None:
+        """Drop every episode after the first ``num_episodes`` (an import that failed midway).
+
+        The commit point shrinks first, so a crash during the rollback leaves the same result once
+        the store is next opened for appending.
+        """
+        if not self.writable:
+            raise StoreError(f"{self.path}: opened read-only")
+        if not 0 <= num_episodes <= self._n:
+            raise StoreError(f"cannot roll back to {num_episodes} episodes: the store holds {self._n}")
+        self._array("meta/episode_ends").resize((num_episodes,))
+        self._ends, self._n = self._ends[:num_episodes], num_episodes
+        self._trim_uncommitted()
 
     # -- internals --------------------------------------------------------------------------------
     def _array(self, name: str) -> zarr.Array:
