@@ -53,6 +53,8 @@ class _Stats:
         self.low = self.high = self.total = self.squares = np.zeros(0)
 
     def add(self, frames: np.ndarray) -> None:
+        if self.image:  # every 4th pixel per row and column: LeRobot's image statistics are estimates too
+            frames = frames[:, ::4, ::4]
         x = frames.reshape(-1, frames.shape[-1]).astype(np.float64) / (255.0 if self.image else 1.0)
         if not self.frames:
             self.low, self.high = x.min(0), x.max(0)
