@@ -328,10 +328,10 @@ class LeRobotReader:
 
     def _episode(self, episode: dict[str, Any], rows: pa.Table, path: Path, extra: dict[str, Any]) -> ImportedEpisode:
         where = f"{path} (episode {episode['index']})"
-        order = np.argsort(column_array(rows, "frame_index", None, path), kind="stable")
-        rows = rows.take(pa.array(order))
-        length = episode["length"]
         frame_index = column_array(rows, "frame_index", None, path)
+        order = np.argsort(frame_index, kind="stable")
+        rows, frame_index = rows.take(pa.array(order)), frame_index[order]
+        length = episode["length"]
         if len(rows) != length or not np.array_equal(frame_index, np.arange(length)):
             raise DatasetError(f"{where}: {len(rows)} frames, the episode metadata says {length}: truncated")
         timestamps = column_array(rows, "timestamp", None, path).astype(np.float64)

@@ -128,7 +128,6 @@ def _write(
     stats["action"] = _Stats(False)
     data_files, video_files = _Files(data_mb), {c: _Files(video_mb) for c in cameras}
     writers: dict[str, VideoWriter] = {}
-    video_at: dict[str, tuple[int, int]] = {}
     videos = 0
     pending: list[pa.Table] = []
     data_at: tuple[int, int] | None = None
@@ -190,12 +189,12 @@ def _write(
                 images = episode.steps[f"observation.{camera}"]
                 key = f"observation.{camera}"
                 chunk, file = video_files[camera].place(images.nbytes / 50)  # about 50:1 compression
-                if video_at.get(camera) != (chunk, file):
+                path = root / VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file)
+                if camera not in writers or writers[camera].path != path:
                     if camera in writers:
                         writers[camera].close()
-                    path = root / VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file)
                     writers[camera] = VideoWriter(path, fps, images.shape[1:3], codec, crf)
-                    video_at[camera], videos = (chunk, file), videos + 1
+                    videos += 1
                 writer = writers[camera]
                 begin = writer.frames / fps
                 writer.write(images)
