@@ -121,8 +121,15 @@ COMMANDS = [
         "record",
         "record",
         "robo_q.commands.ros:record",
-        "record ROS 2 topics to MCAP (and zarr episodes with task=)",
-        "roboq record out=logs/session1 task=metaworld/drawer-open",
+        "record ROS 2 topics (a robot profile's, any others) to MCAP, episodes marked",
+        "roboq record robot=configs/robot/my_arm.yaml out=logs/session1",
+    ),
+    Command(
+        "logs convert",
+        "logs/convert",
+        "robo_q.commands.ros:logs_convert",
+        "an MCAP log (ours or any tool's) -> zarr episodes of a robot profile's features",
+        "roboq logs convert path=logs/session1 robot=configs/robot/my_arm.yaml out=demos/arm.zarr",
     ),
     Command(
         "logs replay",

@@ -51,15 +51,7 @@ def score_episodes(agent: Any, store: EpisodeStore, frame_stack: int, batch: int
     scores = []
     for index in range(store.num_episodes):
         obs, actions = episode_inputs(store, index, agent, frame_stack)
-        q = torch.cat(
-            [
-                agent.q_of(
-                    {k: torch.as_tensor(v[i : i + batch], device=agent.device) for k, v in obs.items()},
-                    torch.as_tensor(actions[i : i + batch], device=agent.device),
-                )
-                for i in range(0, len(actions), batch)
-            ]
-        ).cpu()
+        q = _q(agent, obs, actions, batch)
         scores.append(
             {
                 "episode": index,
@@ -73,6 +65,24 @@ def score_episodes(agent: Any, store: EpisodeStore, frame_stack: int, batch: int
     return scores
 
 
+def _q(agent: Any, obs: dict[str, np.ndarray], actions: np.ndarray | None, batch: int) -> torch.Tensor:
+    """The critic's Q [T] of ``actions`` [T, K, D] (None: of the greedy policy's own) in batches."""
+    out = []
+    for i in range(0, len(next(iter(obs.values()))), batch):
+        o = {k: torch.as_tensor(v[i : i + batch], device=agent.device) for k, v in obs.items()}
+        a = agent.policy(o)[0] if actions is None else torch.as_tensor(actions[i : i + batch], device=agent.device)
+        out.append(agent.q_of(o, a))
+    return torch.cat(out).cpu()
+
+
+@torch.no_grad()
+def logged_vs_policy_q(agent: Any, store: EpisodeStore, index: int, frame_stack: int, batch: int = 512) -> dict:
+    """One episode's mean critic Q of the logged action sequences and of the policy's greedy ones."""
+    obs, actions = episode_inputs(store, index, agent, frame_stack)
+    logged, chosen = _q(agent, obs, actions, batch), _q(agent, obs, None, batch)
+    return {"q_logged": float(logged.mean()), "q_policy": float(chosen.mean())}
+
+
 def roc_auc(scores: list[float], positive: list[bool]) -> float | None:
     """Probability that a random positive scores above a random negative (ties count half); None
     without both classes."""
@@ -82,3 +92,19 @@ def roc_auc(scores: list[float], positive: list[bool]) -> float | None:
         return None
     above = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
     return float(above / (len(pos) * len(neg)))
+
+
+def roc_auc_interval(
+    scores: list[float], positive: list[bool], resamples: int = 2000, seed: int = 0
+) -> tuple[float, float] | None:
+    """A 95% bootstrap interval of :func:`roc_auc`: episodes resampled within each class."""
+    s, y = np.asarray(scores, np.float64), np.asarray(positive, bool)
+    pos, neg = s[y], s[~y]
+    if not len(pos) or not len(neg):
+        return None
+    rng = np.random.default_rng(seed)
+    p = pos[rng.integers(0, len(pos), (resamples, len(pos)))]
+    n = neg[rng.integers(0, len(neg), (resamples, len(neg)))]
+    above = (p[:, :, None] > n[:, None, :]).mean(axis=(1, 2)) + 0.5 * (p[:, :, None] == n[:, None, :]).mean(axis=(1, 2))
+    low, high = np.quantile(above, [0.025, 0.975])
+    return float(low), float(high)

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from policies.features import FeatureSchema
+from policies.features import ActionSpec, FeatureSchema
 from policies.schedule import SequencePolicy
 from robo_q.data import EpisodeStore, StoreError
 from robo_q.rollout import rollout
@@ -57,15 +58,37 @@ def evaluate(
 AGREEMENT_TOLERANCE = 0.1  # normalised units (5% of an action's range): a step "agrees" within it
 
 
+def action_grid(agent_settings: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(levels, bins) of a coarse-to-fine critic's action discretisation (None: BC, no bins)."""
+    if agent_settings.get("name") == "bc" or "levels" not in agent_settings:
+        return None
+    return int(agent_settings["levels"]), int(agent_settings["bins"])
+
+
+def bins_matched(acted: np.ndarray, logged: np.ndarray, levels: int, bins: int) -> list[float]:
+    """Per level, the share of (step, dimension) pairs whose action falls in the logged one's bin
+    (level l: the ``bins**(l + 1)`` equal intervals of [-1, 1] that l + 1 coarse-to-fine levels make)."""
+    n = bins**levels
+    fine = [np.minimum(np.floor((np.clip(a, -1, 1) + 1) * n / 2), n - 1).astype(np.int64) for a in (acted, logged)]
+    return [
+        float(np.mean(fine[0] // bins ** (levels - 1 - lv) == fine[1] // bins ** (levels - 1 - lv)))
+        for lv in range(levels)
+    ]
+
+
 def evaluate_on_store(
-    policy: SequencePolicy, features: FeatureSchema, store: EpisodeStore, episodes: list[int]
+    policy: SequencePolicy,
+    features: FeatureSchema,
+    store: EpisodeStore,
+    episodes: list[int],
+    grid: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Greedy actions on a store's logged observations, compared with the logged actions (no simulator).
 
     ``features``: what the policy reads and commands; the store must hold those observations and
     the same action. Per episode: mean absolute error (normalised units, and native units per action
     dimension) and the share of steps whose every dimension lies within ``AGREEMENT_TOLERANCE`` of
-    the logged one.
+    the logged one; with a critic's ``grid`` (levels, bins), the share of bins matched per level.
     """
     missing = [k for k in features.keys if k not in store.features.keys]
     problems = [f"it lacks observations {missing}"] if missing else []
@@ -76,27 +99,50 @@ def evaluate_on_store(
     if not episodes:
         raise StoreError(f"{store.path} holds no episodes to evaluate on")
     keys = features.keys
-    half_range = (features.action.high_array - features.action.low_array) / 2
     per_episode: list[dict[str, Any]] = []
     for index in episodes:
         episode = store.episode(index, observation_keys=keys)
-        policy.reset()
-        actions = np.stack(
-            [policy.act({k: episode.steps[f"observation.{k}"][t] for k in keys}) for t in range(len(episode))]
-        )
-        error = np.abs(actions - episode.steps["action"])
+        observations = {k: episode.steps[f"observation.{k}"] for k in keys}
         per_episode.append(
             {
                 "episode": index,
                 "seed": episode.seed,
-                "length": len(episode),
-                "action_mae": float(error.mean()),
-                "action_mae_native": (error.mean(axis=0) * half_range).tolist(),
-                "agreement": float(np.mean(np.all(error <= AGREEMENT_TOLERANCE, axis=1))),
+                **compare_actions(policy, features.action, observations, episode.steps["action"], grid),
             }
         )
+    return summarize_comparison(per_episode, features)
+
+
+def compare_actions(
+    policy: SequencePolicy,
+    action: ActionSpec,
+    observations: dict[str, np.ndarray],
+    logged: np.ndarray,
+    grid: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """One episode's greedy actions (from a reset) against its logged normalised ones: length, mean
+    absolute error (normalised, and per dimension in native units), the share of agreeing steps and,
+    with a critic's ``grid``, of bins matched per level (:func:`bins_matched`)."""
+    policy.reset()
+    acted = np.stack([policy.act({k: v[t] for k, v in observations.items()}) for t in range(len(logged))])
+    error = np.abs(acted - logged)
+    out: dict[str, Any] = {
+        "length": len(logged),
+        "action_mae": float(error.mean()),
+        "action_mae_native": (error.mean(axis=0) * (action.high_array - action.low_array) / 2).tolist(),
+        "agreement": float(np.mean(np.all(error <= AGREEMENT_TOLERANCE, axis=1))),
+    }
+    if grid is not None:
+        out["bins_matched"] = bins_matched(acted, logged, *grid)
+    return out
+
+
+def summarize_comparison(per_episode: list[dict[str, Any]], features: FeatureSchema) -> dict[str, Any]:
+    """Means over the episodes of :func:`compare_actions`, with the episodes themselves."""
+    matched = [e["bins_matched"] for e in per_episode if "bins_matched" in e]
     return {
         "episodes": len(per_episode),
+        **({"bins_matched": np.mean(matched, axis=0).tolist()} if matched else {}),
         "action_mae": float(np.mean([e["action_mae"] for e in per_episode])),
         "action_mae_native": np.mean([e["action_mae_native"] for e in per_episode], axis=0).tolist(),
         "agreement": float(np.mean([e["agreement"] for e in per_episode])),
@@ -111,8 +157,15 @@ def plot_store_evaluation(result: dict[str, Any], path: Path) -> None:
 
     episodes = [e["episode"] for e in result["per_episode"]]
     x = np.arange(len(episodes))
-    fig = Figure(figsize=(max(6.0, 0.35 * len(episodes) + 3), 5.4), layout="constrained")
-    top, bottom = fig.subplots(2, 1, sharex=True)
+    with_q = "q_logged" in result
+    fig = Figure(figsize=(max(6.0, 0.35 * len(episodes) + 3), 7.6 if with_q else 5.4), layout="constrained")
+    axes = fig.subplots(3 if with_q else 2, 1, sharex=True)
+    top, bottom = axes[0], axes[-1]
+    if with_q:
+        for offset, key, label in ((-0.2, "q_logged", "logged actions"), (0.2, "q_policy", "policy's actions")):
+            axes[1].bar(x + offset, [e[key] for e in result["per_episode"]], 0.4, label=label)
+        axes[1].set_ylabel("critic Q (mean)")
+        axes[1].legend(fontsize="small")
     top.bar(x, [e["agreement"] for e in result["per_episode"]], color="C0")
     top.set_ylim(0, 1.02)
     top.set_ylabel(f"steps within {AGREEMENT_TOLERANCE}")
@@ -124,7 +177,7 @@ def plot_store_evaluation(result: dict[str, Any], path: Path) -> None:
     bottom.set_xlabel("episode")
     bottom.set_xticks(x, [str(e) for e in episodes])
     bottom.legend(fontsize="small", ncols=min(4, errors.shape[1]))
-    for ax in (top, bottom):
+    for ax in axes:
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(f"policy vs logged actions: {result['agreement']:.0%} of steps agree")
     fig.savefig(path, dpi=110)

@@ -14,6 +14,9 @@ SUCCESS = "/sim/success"
 RESET = "/sim/reset"
 ESTOP = "/estop"
 CAMERA = "/camera/{}/image_raw"  # sensor_msgs/Image per camera (+ /compressed)
+# Episode events `roboq record` writes into its log, whatever marked them (a topic, its services, keys).
+RECORDER_EPISODE_START = "/robo_q/episode/start"  # std_msgs/Int64: the episode's index
+RECORDER_EPISODE_END = "/robo_q/episode/end"  # std_msgs/Bool: success
 
 STATE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
 # Reliable with a short history: a subscriber that falls behind for a moment (a recorder on a busy

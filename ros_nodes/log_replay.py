@@ -1,10 +1,8 @@
-"""Offline replay of an MCAP log through a bundle: how would the policy have commanded?
+"""Replaying a logged session: through a bundle offline, or its commands into a sim bridge.
 
-Reads a rosbag2 log (ours, or any tool's with standard messages) with ``rosbags``. A robot
-profile says which logged topics fill the bundle's features and where the commands are; the
-messages go through the same observation assembler as on the robot, in log order with log time,
-resetting at episode starts. Each complete new observation is acted on and the policy's command
-compared with the next logged command.
+``replay_log`` reads the log exactly as `roboq logs convert` does (:mod:`ros_nodes.log_episodes`:
+the robot profile's topics through the observation assembler, steps placed by message time,
+commands paired by time) and compares the bundle's greedy action at every step with the logged one.
 """
 
 from __future__ import annotations
@@ -16,20 +14,14 @@ import numpy as np
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
 
-from policies import ObservationError, load_policy
+from policies import load_policy
+from robo_q.data.dataset_import import DatasetError
+from robo_q.evaluate import action_grid, compare_actions, summarize_comparison
 from ros_nodes import interfaces as io
 from ros_nodes import messages as msgs
-from ros_nodes.assembler import ObservationAssembler
+from ros_nodes.log_episodes import LogEpisodes, log_directory
 from ros_nodes.profile import RobotProfile
 from ros_nodes.runner import stop_requested
-
-
-def _bag(path: str | Path) -> Path:
-    path = Path(path)
-    bag = path / "log" if (path / "log").is_dir() else path
-    if not bag.exists():
-        raise FileNotFoundError(f"{path}: no rosbag2 log here")
-    return bag
 
 
 def replay_log(
@@ -38,60 +30,31 @@ def replay_log(
     profile: RobotProfile,
     *,
     backend: str = "onnx",
-    episode_topic: str = io.EPISODE_START,
+    steps: str = "grid",
+    episode_start: str | None = None,
+    episode_end: str | None = None,
 ) -> dict[str, Any]:
-    bag = _bag(path)
+    """Per episode of the log: the bundle's actions against the logged ones (``compare_actions``)."""
     policy = load_policy(bundle, backend)
-    command = profile.bind(policy.features, policy.control_dt)
-    assembler = ObservationAssembler(profile, policy.features)
-    policy.reset()
-    diffs: list[np.ndarray] = []
-    pending: np.ndarray | None = None
-    episodes = rejected = 0
-    acted_at = float("-inf")
-    command_topic = profile.command.topic
-    with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
-        topics = {c.topic for c in reader.connections}
-        missing = sorted({command_topic, *assembler.topics()} - topics)
-        if missing:
-            raise ValueError(f"{bag} has no {missing} (topics: {sorted(topics)})")
-        wanted = [c for c in reader.connections if c.topic in {command_topic, episode_topic, *assembler.topics()}]
-        for connection, stamp, raw in reader.messages(connections=wanted):
-            msg: Any = reader.deserialize(raw, connection.msgtype)  # rosbags types it as object
-            now = stamp * 1e-9
-            if connection.topic == episode_topic:
-                policy.reset()
-                assembler.reset()
-                pending, episodes = None, episodes + 1
-            elif connection.topic == command_topic:
-                if pending is not None:
-                    logged = command.read(msg)
-                    if logged.shape == pending.shape:
-                        diffs.append(np.abs(logged - pending))
-                pending = None
-            else:
-                rejected += len(assembler.receive(connection.topic, msg, now))
-                obs = assembler.observation(now) if assembler.updated_since(acted_at) else None
-                if obs is not None:
-                    acted_at = now
-                    try:
-                        pending = policy.to_native(policy.act(obs))
-                    except ObservationError:
-                        pending, rejected = None, rejected + 1
-    if not diffs:
-        raise ValueError(f"{bag}: no observation followed by a command to compare")
-    table = np.array(diffs)
-    span = policy.features.action.high_array - policy.features.action.low_array
+    features = policy.features
+    grid = action_grid(policy.spec["provenance"].get("agent_settings", {}))
+    log = LogEpisodes(path, profile, features, steps=steps, episode_start=episode_start, episode_end=episode_end)
+    per_episode = []
+    for index, episode in enumerate(log.episodes()):
+        observations = {k: episode.steps[f"observation.{k}"] for k in features.keys}
+        compared = compare_actions(policy, features.action, observations, episode.steps["action"], grid)
+        per_episode.append({"episode": index, "seed": episode.seed, **compared})
+    if not per_episode:
+        raise DatasetError(f"{log.bag}: no episode to compare")
     return {
-        "log": str(bag),
+        "log": str(log.bag),
         "bundle": str(bundle),
         "robot": profile.name,
-        "compared_steps": len(table),
-        "episodes": episodes,
-        "rejected_messages": rejected,
-        "mean_abs_difference": float(table.mean()),
-        "max_abs_difference": float(table.max()),
-        "agreement_rate": float(np.mean(np.all(table <= 0.01 * span, axis=1))),
+        "steps": steps,
+        "compared_steps": sum(e["length"] for e in per_episode),
+        "dropped_steps": sum(w.dropped for w in log.windows),
+        "rejected_messages": log.rejected,
+        **summarize_comparison(per_episode, features),
     }
 
 
@@ -108,7 +71,7 @@ def replay_commands(
     from rclpy.executors import SingleThreadedExecutor
     from std_msgs.msg import Float64MultiArray, Int64
 
-    bag = _bag(path)
+    bag = log_directory(path)
     episodes: list[tuple[int, list[np.ndarray]]] = []
     with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
         wanted = [c for c in reader.connections if c.topic in (command_topic, episode_topic)]

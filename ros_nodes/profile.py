@@ -15,6 +15,10 @@ A profile (``configs/robot/<name>.yaml``) describes one robot's ROS 2 interface:
       type: trajectory_msgs/msg/JointTrajectory
       joints: [j2, j1]          # the controller's joint order; action_names maps them if they differ
       feedback: {topic: /joint_states, type: sensor_msgs/msg/JointState}   # position hold
+    features:                   # optional: the robot's own feature schema (`roboq logs convert`)
+      state: {units: [rad, rad, rad/s, rad/s]}     # names default to <joint>.<field> of the sources
+      images.wrist: {height: 64, width: 64}
+      action: {low: [-1.5, -2], high: [1.5, 2], units: rad, mode: position}   # names: the command's
 
 :meth:`RobotProfile.bind` checks a profile against a bundle's feature schema and raises one
 :class:`ProfileError` that lists every mismatch.
@@ -30,7 +34,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from policies.features import FeatureSchema
+from policies.features import ActionSpec, Feature, FeatureSchema, image_feature
 from ros_nodes import messages as msgs
 
 QOS_NAMES = ("sensor", "reliable")
@@ -171,6 +175,7 @@ class RobotProfile:
     rate: float | None = None
     max_age: float = 0.5
     path: str = ""
+    features: FeatureSchema | None = None  # the robot's own schema, where the profile gives one
 
     @classmethod
     def load(cls, path: str | Path) -> RobotProfile:
@@ -188,7 +193,7 @@ class RobotProfile:
         problems: list[str] = []
         if not isinstance(doc, Mapping):
             raise ProfileError(["a profile is a mapping with observation and command"], where)
-        unknown = set(doc) - {"name", "rate", "max_age", "observation", "command"}
+        unknown = set(doc) - {"name", "rate", "max_age", "observation", "command", "features"}
         if unknown:
             problems.append(f"unknown top-level settings {sorted(unknown)}")
         observation: dict[str, tuple[Source, ...]] = {}
@@ -210,7 +215,7 @@ class RobotProfile:
             problems.append(f"rate must be positive (or null), got {rate}")
         if problems or command is None:
             raise ProfileError(problems, where)
-        return cls(
+        profile = cls(
             str(doc.get("name", Path(where).stem)),
             observation,
             command,
@@ -218,6 +223,61 @@ class RobotProfile:
             float(doc.get("max_age", 0.5)),
             where,
         )
+        if doc.get("features") is None:
+            return profile
+        features = profile._features(doc["features"], problems)
+        problems += [] if features is None else profile.problems(features)
+        if problems:
+            raise ProfileError(problems, where)
+        return cls(**{**profile.__dict__, "features": features})
+
+    def _features(self, doc: Any, problems: list[str]) -> FeatureSchema | None:
+        """The ``features:`` section as a schema: state names from the sources unless given,
+        action names from the command's joints, control period ``1 / rate``."""
+        if not isinstance(doc, Mapping) or "action" not in doc:
+            problems.append("features: a mapping of observation features and action")
+            return None
+        if self.rate is None:
+            problems.append("features: needs the profile's rate (the control rate of the robot's data)")
+            return None
+        observation: dict[str, Feature] = {}
+        try:
+            for key, spec in doc.items():
+                if key == "action":
+                    continue
+                spec = spec or {}
+                if key.startswith("images."):
+                    observation[key] = image_feature(key, int(spec["height"]), int(spec["width"]))
+                    continue
+                names = spec.get("names") or self._state_names(key)
+                if names is None:
+                    problems.append(f"features.{key}: give names (the sources' widths are not all known)")
+                    continue
+                units = spec.get("units", "")
+                units = [units] * len(names) if isinstance(units, str) else list(units)
+                observation[key] = Feature(key, "state", (len(names),), tuple(names), tuple(units))
+            a, c = doc["action"], self.command
+            names = _strings(a.get("names")) or c.action_names or c.joints
+            units = a.get("units", "")
+            units = (units,) * len(names) if isinstance(units, str) else tuple(units)
+            action = ActionSpec(names, tuple(a["low"]), tuple(a["high"]), str(a["mode"]), units)
+            return FeatureSchema(observation, action, 1.0 / self.rate)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:  # SchemaError is a ValueError
+            what = f"missing {err}" if isinstance(err, KeyError) else str(err)
+            problems.append(f"features: {what}")
+            return None
+
+    def _state_names(self, key: str) -> list[str] | None:
+        """``<joint>.<field>`` / ``<topic>[i]`` per value of a state feature's sources (None: a width is unknown)."""
+        names: list[str] = []
+        for s in self.sources(key):
+            if s.type == msgs.JOINT_STATE and s.joints:
+                names += [f"{j}.{f}" for f in s.fields for j in s.joints]
+            elif s.width is not None:
+                names += [f"{s.topic}[{i}]" for i in range(s.width)]
+            else:
+                return None
+        return names or None
 
     @staticmethod
     def _command(doc: Any, problems: list[str]) -> Command | None:

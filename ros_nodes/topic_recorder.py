@@ -1,194 +1,287 @@
-"""Recording a ROS 2 session: a rosbag2 MCAP log of raw messages and, optionally, zarr episodes.
+"""Recording a ROS 2 session: raw messages of any topics into a rosbag2 MCAP log, episodes marked.
 
-The MCAP log (``<out>/log``, written with ``rosbags``) stores each subscribed topic's serialized
-bytes as received. With a ``task``, the session's observations and commands also become episodes
-in the project's store format (``<out>/episodes.zarr``, source ``ros``): ordered by publication
-time, each observation is paired with the command that acted on it (``TopicRecorder._steps``); episodes are cut at
-``/sim/episode`` and ``/sim/episode_result``, which carries the final observation (what
-`roboq sim-bridge` publishes).
-ROS recordings carry no simulator state, so their ``sim_state`` is empty.
+:class:`TopicRecorder` subscribes to each wanted topic once it has a publisher, with the type the
+ROS graph reports (checked against the expected one where given) and a QoS that matches the
+publishers' (best effort if any publisher is, transient local if all are), and writes every
+message's serialized bytes as received, at its publication time, with ``rosbags``. Types the
+``rosbags`` store does not know are described from their rclpy classes.
+
+Episodes are marked in the log as ``/robo_q/episode/start`` (std_msgs/Int64: the index) and
+``/robo_q/episode/end`` (std_msgs/Bool: success) events, whatever marks them:
+- a topic: ``episode_start`` (std_msgs Int64 or Empty) and / or ``episode_end`` (std_msgs Bool);
+- the services ``~/start_episode`` (std_srvs/Trigger) and ``~/end_episode`` (std_srvs/SetBool,
+  ``data``: success);
+- the terminal: a line ``s`` starts an episode, ``y`` / ``n`` ends it as a success / failure,
+  ``q`` stops the recording.
+``roboq logs convert`` turns the log into episodes. ``ros_nodes.sim_recording`` builds zarr
+episodes while recording a `roboq sim-bridge` session.
 """
 
 from __future__ import annotations
 
+import importlib
+import queue
+import sys
+import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.subscription import MessageInfo
 from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
-from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool, Float64MultiArray, Int64
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from std_msgs.msg import Bool
+from std_srvs.srv import SetBool, Trigger
 
-from robo_q.data import EpisodeStore
 from ros_nodes import interfaces as io
-from sim import make_env
 
-RECORD_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)  # a recorder drops nothing
-
-DEFAULT_TOPICS = {
-    io.JOINT_STATES: JointState,
-    io.STATE_OBSERVATION: Float64MultiArray,
-    io.COMMANDS: Float64MultiArray,
-    io.EPISODE_START: Int64,
-    io.EPISODE_RESULT: Float64MultiArray,
-    io.SUCCESS: Bool,
+DEPTH = 1000  # a recorder that falls behind for a moment still gets every reliable sample
+DISCOVERY_PERIOD = 0.25  # s between looks at the ROS graph for topics not yet subscribed
+_IDL_TO_MSG = {
+    "double": "float64",
+    "float": "float32",
+    "boolean": "bool",
+    "octet": "byte",
+    "int8": "int8",
+    "uint8": "uint8",
+    "char": "char",
+    "string": "string",
+    "wstring": "wstring",
 }
 
 
-def ros_type_name(msg_cls) -> str:
+def ros_type_name(msg_cls: type) -> str:
     """``sensor_msgs.msg.JointState`` -> ``sensor_msgs/msg/JointState``."""
     return f"{msg_cls.__module__.split('.')[0]}/msg/{msg_cls.__name__}"
 
 
+def import_message(name: str) -> type:
+    """The rclpy class of any message type ``pkg/msg/Type``; ValueError when it is not installed."""
+    package, _, cls = name.partition("/msg/")
+    try:
+        return getattr(importlib.import_module(f"{package}.msg"), cls)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"message type {name} is not installed here (no Python package {package}.msg)") from err
+
+
+def message_definition(msg_cls: type) -> dict[str, Any]:
+    """``rosbags`` type definitions of an rclpy message class and every type it nests (their fields:
+    what serialization needs; constants are left out)."""
+
+    def field_type(idl: str) -> tuple[str, str | None]:  # (msg-syntax type, nested type or None)
+        suffix = ""
+        if idl.startswith("sequence<"):
+            inner, _, bound = idl[len("sequence<") : -1].partition(", ")
+            idl, suffix = inner, f"[<={bound}]" if bound else "[]"
+        elif idl.endswith("]"):
+            idl, _, size = idl[:-1].partition("[")
+            suffix = f"[{size}]"
+        base, _, limit = idl.partition("<=")
+        if "/" in base:
+            package, name = base.split("/")
+            return f"{package}/msg/{name}{suffix}", f"{package}/msg/{name}"
+        return _IDL_TO_MSG.get(base, base) + (f"<={limit}" if limit else "") + suffix, None
+
+    types: dict[str, Any] = {}
+    todo = [ros_type_name(msg_cls)]
+    while todo:
+        name = todo.pop()
+        if name in types:
+            continue
+        lines = []
+        msg_type: Any = import_message(name)
+        for field, idl in msg_type.get_fields_and_field_types().items():
+            kind, nested = field_type(idl)
+            lines.append(f"{kind} {field}")
+            if nested:
+                todo.append(nested)
+        types.update(get_types_from_msg("\n".join(lines), name))
+    return types
+
+
+def matching_qos(publishers: list[Any]) -> QoSProfile:
+    """A subscription QoS every publisher can serve (reliable and volatile unless they say otherwise)."""
+    best_effort = any(p.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for p in publishers)
+    latched = bool(publishers) and all(p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in publishers)
+    return QoSProfile(
+        depth=DEPTH,
+        history=HistoryPolicy.KEEP_LAST,
+        reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+    )
+
+
 class TopicRecorder(Node):
-    def __init__(self, out: Path, topics: list[str], task: str | None = None, env_settings: dict | None = None) -> None:
-        super().__init__("robo_q_recorder")
-        unknown = [t for t in topics if t not in DEFAULT_TOPICS]
-        if unknown:
-            raise ValueError(f"cannot record {unknown}: recordable topics are {sorted(DEFAULT_TOPICS)}")
+    """Raw messages of ``topics`` (topic -> expected type, or None for whatever it carries) into
+    ``<out>/log``, with episode events from a topic, the services or the terminal. Topics in
+    ``fixed_qos`` (their type given) are subscribed at once with that QoS, not on discovery."""
+
+    def __init__(
+        self,
+        out: Path,
+        topics: Mapping[str, str | None],
+        *,
+        episode_start: str | None = None,
+        episode_end: str | None = None,
+        keys: bool = False,
+        fixed_qos: Mapping[str, QoSProfile] | None = None,
+        name: str = "robo_q_recorder",
+    ) -> None:
+        super().__init__(name)
         out.mkdir(parents=True, exist_ok=True)
+        if (out / "log").exists():
+            raise FileExistsError(f"{out / 'log'} already exists: record into a new out= directory")
         self.writer = Writer(out / "log", version=9, storage_plugin=StoragePlugin.MCAP)
         self.writer.open()
-        typestore = get_typestore(Stores.ROS2_KILTED)
-        self.counts = dict.fromkeys(topics, 0)
-        for topic in topics:
-            connection = self.writer.add_connection(topic, ros_type_name(DEFAULT_TOPICS[topic]), typestore=typestore)
-            qos = io.LATCHED_QOS if topic == io.EPISODE_START else RECORD_QOS  # the first start is latched
-            self.create_subscription(DEFAULT_TOPICS[topic], topic, self._raw_writer(topic, connection), qos, raw=True)
-        # Task mode: every event (publication time ns, kind, value) since the last stored episode.
-        self._events: list[tuple[int, str, Any]] = []
-        self._results = 0  # episode results among them: only then can an episode be stored
-        self._unfinished = ""
-        self.episodes = 0
-        self.store: EpisodeStore | None = None
-        if task:
-            with make_env(task, **(env_settings or {})) as env:
-                self.action_spec = env.action_spec
-                self.store = EpisodeStore.create(
-                    out / "episodes.zarr",
-                    task=env.task,
-                    features=env.features.select(["state"]),
-                    state_dim=0,
-                    env_config={**env.config, "cameras": []},
-                    simulator=env.simulator,
-                    source="ros",
-                )
-            events = {
-                io.EPISODE_RESULT: (Float64MultiArray, "result", RECORD_QOS),
-                io.EPISODE_START: (Int64, "start", io.LATCHED_QOS),
-                io.STATE_OBSERVATION: (Float64MultiArray, "obs", RECORD_QOS),
-                io.COMMANDS: (Float64MultiArray, "cmd", RECORD_QOS),
-                io.SUCCESS: (Bool, "success", RECORD_QOS),
-            }
-            for topic, (msg_type, kind, qos) in events.items():
-                self.create_subscription(msg_type, topic, self._event_taker(kind), qos)
+        self.typestore = get_typestore(Stores.ROS2_KILTED)
+        self.wanted = dict(topics)
+        for topic, kind in ((episode_start, None), (episode_end, "std_msgs/msg/Bool")):
+            if topic:
+                self.wanted.setdefault(topic, kind)
+        self.counts = dict.fromkeys(self.wanted, 0)
+        self.problems: dict[str, str] = {}  # topic -> why it is not recorded
+        self.episodes = 0  # episodes ended
+        self.episode_open = False
+        self.quit = False
+        self._started = 0
+        self._connections: dict[str, Any] = {}
+        self._event_connections = {
+            io.RECORDER_EPISODE_START: self._connection(io.RECORDER_EPISODE_START, "std_msgs/msg/Int64"),
+            io.RECORDER_EPISODE_END: self._connection(io.RECORDER_EPISODE_END, "std_msgs/msg/Bool"),
+        }
+        self._boundaries = {t: role for t, role in ((episode_start, "start"), (episode_end, "end")) if t}
+        self._back_to_back = bool(episode_end) and not episode_start  # each end also starts the next
+        self.create_service(Trigger, "~/start_episode", self._start_service)
+        self.create_service(SetBool, "~/end_episode", self._end_service)
+        self._keys: queue.Queue[str] = queue.Queue()
+        if keys:
+            threading.Thread(target=self._read_keys, daemon=True).start()
+            self.create_timer(0.05, self._take_keys)
+        for topic, qos in (fixed_qos or {}).items():
+            self._subscribe(topic, str(self.wanted[topic]), qos)
+        self.create_timer(DISCOVERY_PERIOD, self._discover)
+        self._discover()
 
-    def _raw_writer(self, topic: str, connection):
+    # -- subscribing --------------------------------------------------------------------------------
+    def _connection(self, topic: str, msgtype: str) -> Any:
+        if msgtype not in self.typestore.types:
+            self.typestore.register(message_definition(import_message(msgtype)))
+        return self.writer.add_connection(topic, msgtype, typestore=self.typestore)
+
+    def _discover(self) -> None:
+        """Subscribe to every wanted topic that has appeared (with a publisher) since the last look."""
+        pending = [t for t in self.wanted if t not in self._connections and t not in self.problems]
+        if not pending:
+            return
+        graph = dict(self.get_topic_names_and_types())
+        for topic in pending:
+            publishers = self.get_publishers_info_by_topic(topic)
+            if topic not in graph or not publishers:
+                continue
+            expected = self.wanted[topic]
+            kinds = graph[topic]
+            if expected is not None and expected not in kinds:
+                self.problems[topic] = f"carries {', '.join(kinds)}, expected {expected}"
+                self.get_logger().error(f"not recording {topic}: {self.problems[topic]}")
+                continue
+            self._subscribe(topic, expected or kinds[0], matching_qos(publishers))
+
+    def _subscribe(self, topic: str, kind: str, qos: QoSProfile) -> None:
+        try:
+            msg_cls = import_message(kind)
+            self._connections[topic] = self._connection(topic, kind)
+        except (ValueError, KeyError) as err:
+            self.problems[topic] = str(err)
+            self.get_logger().error(f"not recording {topic}: {err}")
+            return
+        self.create_subscription(msg_cls, topic, self._raw_writer(topic), qos, raw=True)
+        if topic in self._boundaries:
+            self.create_subscription(msg_cls, topic, self._boundary_taker(self._boundaries[topic]), qos)
+        self.get_logger().info(f"recording {topic} ({kind}, {qos.reliability.name.lower()})")
+
+    @property
+    def completed(self) -> int:
+        """Episodes complete: here, those ended."""
+        return self.episodes
+
+    def missing(self) -> list[str]:
+        """Wanted topics not (yet) recorded: never published, or refused (see ``problems``)."""
+        return [t for t in self.wanted if t not in self._connections]
+
+    def _raw_writer(self, topic: str):
+        connection = self._connections[topic]
+
         def write(raw: bytes, info: MessageInfo) -> None:
-            # Logged at publication time: the log then holds the messages in the order they were
-            # sent, whatever order they were received in (receive time when the RMW has none).
+            # Logged at publication time: the log holds messages in the order they were sent.
             self.writer.write(connection, info["source_timestamp"] or self.get_clock().now().nanoseconds, raw)
             self.counts[topic] += 1
 
         return write
 
-    def _event_taker(self, kind: str):
-        def take(msg: Any, info: MessageInfo) -> None:
-            value: Any = msg.data
-            if kind in ("obs", "result"):
-                value = np.asarray(value, np.float64)
-            elif kind == "cmd":
-                native = np.asarray(value, np.float64)
-                if native.shape != (self.action_spec.dim,) or not np.all(np.isfinite(native)):
-                    return
-                value = self.action_spec.from_native(native)
-            self._events.append((info["source_timestamp"] or self.get_clock().now().nanoseconds, kind, value))
-            self._results += kind == "result"
-            if self._results:  # no sorting or scanning on the hot path while an episode runs
-                self._store_finished()
+    # -- episodes -----------------------------------------------------------------------------------
+    def _event(self, topic: str, msg: Any) -> None:
+        raw = self.typestore.serialize_cdr(msg, msg.__msgtype__)
+        self.writer.write(self._event_connections[topic], self.get_clock().now().nanoseconds, bytes(raw))
+
+    def start_episode(self) -> int:
+        """Mark an episode's start (ending an open one as failed first); returns its index."""
+        if self.episode_open:
+            self.end_episode(False)
+        T = self.typestore.types
+        self._event(io.RECORDER_EPISODE_START, T["std_msgs/msg/Int64"](data=self._started))
+        self.episode_open, self._started = True, self._started + 1
+        self.get_logger().info(f"episode {self._started - 1} started")
+        return self._started - 1
+
+    def end_episode(self, success: bool) -> bool:
+        """Mark the open episode's end and outcome; False if none was open (with only an
+        ``episode_end`` topic, episodes run back to back from the recording's start: always one)."""
+        if not self.episode_open and not self._back_to_back:
+            self.get_logger().warning("no episode to end (start one first)")
+            return False
+        self._event(io.RECORDER_EPISODE_END, self.typestore.types["std_msgs/msg/Bool"](data=success))
+        self.episode_open, self.episodes = False, self.episodes + 1
+        self.get_logger().info(f"episode {self.episodes - 1} ended: {'success' if success else 'failure'}")
+        return True
+
+    def _boundary_taker(self, role: str):
+        def take(msg: Any) -> None:
+            if role == "start":
+                self.start_episode()
+            elif isinstance(msg, Bool):
+                self.end_episode(bool(msg.data))
 
         return take
 
-    def _store_finished(self) -> None:
-        """Store every episode whose result and all ``length`` steps have arrived, in any order.
+    def _start_service(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        response.success, response.message = True, f"episode {self.start_episode()} started"
+        return response
 
-        Events are ordered by publication time, not arrival (topics are not ordered against each
-        other), and cut into steps by :meth:`_steps`.
-        """
-        events = sorted(self._events, key=lambda e: e[0])
-        for end, (t_end, kind, result) in enumerate(events):
-            if kind != "result":
-                continue
-            length = int(result[2])
-            starts = [i for i, (_, k, v) in enumerate(events[:end]) if k == "start" and v == int(result[0])]
-            rows = self._steps(events[starts[-1] : end] if starts else [], length)
-            later_result = any(k == "result" for _, k, _ in events[end + 1 :])
-            if len(rows) < length and not later_result:  # its stragglers may still come
-                self._unfinished = f"episode seed {int(result[0])} not stored: {len(rows)} of {length} steps arrived"
-                return
-            if len(rows) >= length:
-                self._append(rows[:length], result)
-            else:
-                self.get_logger().warning(f"episode seed {int(result[0])} lost: {len(rows)} of {length} steps arrived")
-            self._events = [e for e in self._events if e[0] > t_end]
-            self._results = sum(k == "result" for _, k, _ in self._events)
-            self._unfinished = ""
-            return self._store_finished()
+    def _end_service(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        response.success = self.end_episode(bool(request.data))
+        response.message = f"{self.episodes} episode(s) recorded" if response.success else "no episode was open"
+        return response
 
-    @staticmethod
-    def _steps(window: list[tuple[int, str, Any]], length: int) -> list[list[Any]]:
-        """[observation, command, success] per step of one episode's events (in publication order).
+    def _read_keys(self) -> None:
+        for line in sys.stdin:
+            self._keys.put(line.strip().lower())
+        self._keys.put("eof")
 
-        A re-sent observation (the bridge repeats the current one while no command comes) is the same
-        step. With one command per step (lockstep: each command steps the robot, also when two answer
-        the same observation) the i-th command acted on the i-th observation; otherwise a step's
-        command is the first one sent after its observation. A success marks the step before it.
-        """
-        observations: list[np.ndarray] = []
-        commands: list[tuple[int, np.ndarray]] = []  # (observations seen before it, command)
-        successes: list[int] = []  # commands sent before each success
-        for _, kind, value in window:
-            if kind == "obs" and not (observations and np.array_equal(observations[-1], value)):
-                observations.append(value)
-            elif kind == "cmd":
-                commands.append((len(observations), value))
-            elif kind == "success" and value:
-                successes.append(len(commands))
-        if len(observations) == len(commands) == length:  # lockstep
-            steps = [[o, c, False] for o, (_, c) in zip(observations, commands, strict=True)]
-        else:
-            steps, taken = [], set()
-            for seen, command in commands:
-                if seen and seen not in taken:
-                    taken.add(seen)
-                    steps.append([observations[seen - 1], command, False])
-        for count in successes:  # the success published after the count-th command
-            if 0 < count <= len(steps):
-                steps[count - 1][2] = True
-        return steps
-
-    def _append(self, rows: list[list[Any]], result: np.ndarray) -> None:
-        assert self.store is not None
-        observations, actions, successes = (np.array(x) for x in zip(*rows, strict=True))
-        successes[-1] |= bool(result[1])  # a sparse-reward success is what ended the episode
-        terminated = np.zeros(len(actions), bool)
-        terminated[-1] = bool(result[1])
-        steps = {
-            "observation.state": observations,
-            "action": actions,
-            "reward": successes.astype(np.float32),
-            "success": successes,
-            "terminated": terminated,
-            "sim_state": np.zeros((len(actions), 0)),
-        }
-        self.store.append_episode(steps, {"state": result[4:]}, seed=int(result[0]))
-        self.episodes += 1
+    def _take_keys(self) -> None:
+        while not self._keys.empty():
+            key = self._keys.get_nowait()
+            if key == "s":
+                self.start_episode()
+            elif key in ("y", "n"):
+                self.end_episode(key == "y")
+            elif key == "q":
+                self.quit = True
+            elif key != "eof":
+                self.get_logger().warning(f"unknown key {key!r}: s (start), y / n (success / failure), q (quit)")
 
     def close(self) -> None:
-        if self._unfinished:  # an episode whose steps did not all arrive: say so, never store it half
-            self.get_logger().warning(self._unfinished)
+        if self.episode_open:
+            self.get_logger().warning(f"episode {self._started - 1} was still open: it ends with the log")
         self.writer.close()

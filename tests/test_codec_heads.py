@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -210,3 +211,19 @@ def test_make_head():
         make_head("c51", bins=3)
     head = make_head("hl_gauss")
     assert head.to("cpu") is head and head.support.device.type == "cpu"
+
+
+def test_bins_matched_agrees_with_the_codec():
+    """Offline evaluation's per-level bin match is the codec's: same bins at every level up to l."""
+    from robo_q.evaluate import bins_matched
+
+    rng = np.random.default_rng(0)
+    codec = C2FCodec(levels=3, bins=5)
+    logged = rng.uniform(-1, 1, (400, 3))
+    acted = np.clip(logged + rng.normal(0, 0.05, logged.shape), -1, 1)
+    acted[:10] = 1.0  # the upper edge: the last bin
+    idx = [codec.encode(torch.as_tensor(a, dtype=torch.float32))[0].numpy() for a in (acted, logged)]  # [N, L, D]
+    same = idx[0] == idx[1]
+    expected = [float(np.mean(np.all(same[:, : lv + 1], axis=1))) for lv in range(3)]
+    assert bins_matched(acted.astype(np.float32), logged.astype(np.float32), 3, 5) == pytest.approx(expected)
+    assert expected[0] > expected[1] > expected[2]  # finer levels match less often

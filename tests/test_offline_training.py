@@ -13,7 +13,7 @@ import pytest
 
 from policies import load_policy
 from policies.features import ActionSpec, FeatureSchema, state_feature
-from robo_q.critic_score import roc_auc
+from robo_q.critic_score import roc_auc, roc_auc_interval
 from robo_q.data import EpisodeStore, StoreError
 from robo_q.evaluate import evaluate_on_store
 
@@ -154,11 +154,31 @@ def test_a_trained_critic_scores_failed_episodes_below_successful_ones(tmp_path)
     scores = [e["score"] for e in report["episodes"]]
     assert scores == sorted(scores, reverse=True)
     assert report["success_auc"] > 0.75, report["episodes"]
+    low, high = report["success_auc_95"]
+    assert low <= report["success_auc"] <= high and "95% bootstrap interval" in score.stdout
     bc = roboq("demos", "score", f"store={store.path}", f"checkpoint={tmp_path / 'nothing'}")
     assert bc.returncode != 0
 
+    # offline evaluation with the critic: its Q of the logged action sequences vs the policy's own
+    checkpoint = run / "checkpoints" / "last"
+    evaluation = roboq("eval", f"checkpoint={checkpoint}", f"store={store.path}", f"out={tmp_path / 'eval'}")
+    assert evaluation.returncode == 0, evaluation.stderr
+    info = json.loads((tmp_path / "eval" / "eval_info.json").read_text())
+    gap = {True: [], False: []}
+    for e in info["per_episode"]:
+        assert np.isfinite([e["q_logged"], e["q_policy"]]).all()
+        gap[bool(meta["success"][e["episode"]])].append(e["q_policy"] - e["q_logged"])
+    # where the operator headed the wrong way, the critic prefers the policy's actions more than elsewhere
+    assert np.mean(gap[False]) > np.mean(gap[True]), gap
+    assert len(info["bins_matched"]) == 3 and info["bins_matched"] == sorted(info["bins_matched"], reverse=True)
+    assert "critic Q" in evaluation.stdout and (tmp_path / "eval" / "actions.png").stat().st_size > 1000
+
 
 def test_roc_auc():
+    assert roc_auc_interval([3.0, 2.0, 1.0, 0.0], [True, True, False, False]) == (1.0, 1.0)
+    low, high = roc_auc_interval(list(range(40)), [i % 3 == 0 for i in range(40)])  # type: ignore[misc]
+    assert low < roc_auc(list(range(40)), [i % 3 == 0 for i in range(40)]) < high  # type: ignore[operator]
+    assert roc_auc_interval([1.0, 2.0], [True, True]) is None
     assert roc_auc([3.0, 2.0, 1.0], [True, False, True]) == 0.5
     assert roc_auc([3.0, 2.0, 1.0], [True, True, False]) == 1.0
     assert roc_auc([1.0, 1.0], [True, False]) == 0.5

@@ -107,3 +107,30 @@ def test_the_assembler_concatenates_by_name_and_holds_on_stale_or_bad_messages(t
     errors = assembler.receive("/goal", msgs.float_array([7, 8, 9]), 0.3)
     assert errors and "expected 2" in errors[0]
     assert assembler.observation(0.3) is None and "/goal" in assembler.rejected()[0]
+
+
+def test_a_profile_features_section_is_the_robots_schema():
+    """example_arm's features: state names from its JointState source, the action as listed, its rate."""
+    from robo_q.commands.ros import profile_path
+
+    profile = RobotProfile.load(profile_path("example_arm"))
+    schema = profile.features
+    assert schema is not None and schema.control_dt == pytest.approx(0.05)
+    assert schema.observation["state"].names == (
+        "arm_shoulder_joint.position",
+        "arm_elbow_joint.position",
+        "arm_shoulder_joint.velocity",
+        "arm_elbow_joint.velocity",
+    )
+    assert schema.observation["state"].units == ("rad", "rad", "rad/s", "rad/s")
+    assert schema.observation["images.wrist"].shape == (64, 64, 3)
+    assert schema.action.names == ("shoulder", "elbow") and schema.action.mode == "position"
+    assert profile.problems(schema) == []  # the profile fills its own schema
+    bound = profile.bind(schema, schema.control_dt)
+    assert bound.order.tolist() == [1, 0]  # the controller's joints: elbow, shoulder
+    doc = yaml.safe_load(profile_path("example_arm").read_text())
+    doc["features"]["state"] = {"names": ["a", "b", "c"]}  # three names for four values
+    doc["features"]["action"]["names"] = ["shoulder", "wrist"]
+    with pytest.raises(ProfileError) as err:
+        RobotProfile.from_dict(doc)
+    assert "has 3 values; its topics give 4" in str(err.value) and "unknown joints" in str(err.value)

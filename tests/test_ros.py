@@ -276,14 +276,25 @@ def test_record_an_expert_session_train_on_it_and_replay_the_log(trained, tmp_pa
     )
     assert train.returncode == 0, train.stderr
     replay = subprocess.run(
-        [sys.executable, "-m", "robo_q.cli", "logs", "replay", f"path={session}", f"bundle={bundles['bc']}"],
+        [
+            *(sys.executable, "-m", "robo_q.cli", "logs", "replay", f"path={session}", f"bundle={bundles['bc']}"),
+            "steps=commands",  # a lockstep session: one step per command, paired by publication time
+        ],
         capture_output=True,
         text=True,
     )
     assert replay.returncode == 0, replay.stderr
     report = json.loads((session / "log_replay.json").read_text())
-    # pairs follow log (receive) order across two topics, so a few may pair off or drop
-    assert report["episodes"] == 2 and report["compared_steps"] >= 0.95 * store.num_steps
+    assert report["episodes"] == 2 and report["compared_steps"] == store.num_steps, (report, store.num_steps)
+    # the log, read by time, gives the steps the recorder stored while the session ran
+    assert [e["length"] for e in report["per_episode"]] == store.episode_meta()["length"].tolist()
+    bc, errors = load_policy(bundles["bc"]), []
+    for i in range(2):
+        steps = store.episode(i).steps
+        bc.reset()
+        acted = np.stack([bc.act({"state": o}) for o in steps["observation.state"]])
+        errors.append(np.abs(acted - steps["action"]).mean())
+    assert abs(report["action_mae"] - np.mean(errors)) < 1e-3, (report["action_mae"], errors)
 
     # the logged commands, sent back into a fresh lockstep bridge, reproduce the expert's episodes
     domain = next(_domain)
@@ -327,15 +338,16 @@ def test_logs_replay_reads_a_log_written_by_another_tool(trained, tmp_path):
                         Array(layout=Layout(dim=[], data_offset=0), data=data), "std_msgs/msg/Float64MultiArray"
                     ),
                 )
+    from robo_q.data.dataset_import import DatasetError
     from ros_nodes.log_replay import replay_log
     from ros_nodes.profile import RobotProfile, default_profile_path
 
     profile = RobotProfile.load(default_profile_path())
-    report = replay_log(bag, bundles["cqn_as"], profile)
-    assert report["compared_steps"] == 30 and 0 < report["mean_abs_difference"] < 2
+    report = replay_log(bag, bundles["cqn_as"], profile, steps="commands")
+    assert report["compared_steps"] == 30 and 0 < report["action_mae"] < 2
     doc = yaml.safe_load(default_profile_path().read_text())
     doc["command"]["topic"] = "/nope"
-    with pytest.raises(ValueError, match="has no"):
+    with pytest.raises(DatasetError, match="no topic /nope"):
         replay_log(bag, bundles["cqn_as"], RobotProfile.from_dict(doc))
 
 

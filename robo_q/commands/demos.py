@@ -139,26 +139,35 @@ def score(cfg: DictConfig) -> int:
     import json
 
     from robo_q.checkpoint import load_agent
-    from robo_q.critic_score import roc_auc, score_episodes
+    from robo_q.critic_score import roc_auc, roc_auc_interval, score_episodes
 
     store = EpisodeStore.open(cfg.store)
     agent, meta = load_agent(cfg.checkpoint, cfg.device)
     episodes = score_episodes(agent, store, meta["agent"].get("frame_stack", 1))
     ranked = sorted(episodes, key=lambda e: e["score"], reverse=True)
-    auc = roc_auc([e["score"] for e in episodes], [e["success"] for e in episodes])
+    scores, successes = [e["score"] for e in episodes], [e["success"] for e in episodes]
+    auc, interval = roc_auc(scores, successes), roc_auc_interval(scores, successes)
     run_dir = make_run_dir("score", Path(cfg.store).stem, cfg.out)
     save_config(cfg, run_dir)
-    report = {"store": str(store.path), "checkpoint": meta["path"], "success_auc": auc, "episodes": ranked}
+    report = {
+        "store": str(store.path),
+        "checkpoint": meta["path"],
+        "success_auc": auc,
+        "success_auc_95": interval,
+        "episodes": ranked,
+    }
     (run_dir / "score.json").write_text(json.dumps(report, indent=2))
-    successes = sum(e["success"] for e in episodes)
+    shown = "- (needs successful and failed episodes)"
+    if auc is not None and interval is not None:
+        shown = f"{auc:.3f} (95% bootstrap interval over episodes {interval[0]:.3f}-{interval[1]:.3f})"
     print_summary(
         "demos score",
         {
-            "store": f"{store.path} ({store.num_episodes} episodes, {successes} successful)",
+            "store": f"{store.path} ({store.num_episodes} episodes, {sum(successes)} successful)",
             "checkpoint": f"{meta['path']} (step {meta['step']})",
             "highest": ", ".join(f"#{e['episode']} {e['score']:.3f}" for e in ranked[:3]),
             "lowest": ", ".join(f"#{e['episode']} {e['score']:.3f}" for e in ranked[-3:]),
-            "success ROC AUC": "- (needs successful and failed episodes)" if auc is None else f"{auc:.3f}",
+            "success ROC AUC": shown,
             "report": str(run_dir / "score.json"),
         },
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -107,32 +108,111 @@ def deploy(cfg: DictConfig) -> int:
     return 0
 
 
+def _profile_topics(profile) -> dict[str, str | None]:
+    """Every topic a robot profile names (observation sources, command, feedback) with its type."""
+    sources = [s for sources in profile.observation.values() for s in sources]
+    if profile.command.feedback is not None:
+        sources.append(profile.command.feedback)
+    topics: dict[str, str | None] = {s.topic: s.type for s in sources if "*" not in s.topic}
+    topics[profile.command.topic] = profile.command.type
+    return topics
+
+
 def record(cfg: DictConfig) -> int:
-    """Record ROS 2 topics to an MCAP log (and zarr episodes with task=) until Ctrl-C or ``episodes``."""
-    from pathlib import Path
+    """Record ROS 2 topics to an MCAP log until Ctrl-C, ``q`` or ``episodes`` episodes.
+
+    ``robot=``: every topic its profile names; ``topics=[...]``: any others, of any type; neither:
+    the sim bridge's topics. ``task=``: also zarr episodes of a `roboq sim-bridge` session.
+    """
+    import sys
 
     from ros_nodes import runner
+    from ros_nodes.profile import RobotProfile
     from ros_nodes.topic_recorder import TopicRecorder
 
+    topics: dict[str, str | None] = {}
+    if cfg.robot:
+        profile = RobotProfile.load(profile_path(cfg.robot))
+        topics.update(_profile_topics(profile))
+        patterns = [s.topic for sources in profile.observation.values() for s in sources if "*" in s.topic]
+        if patterns:
+            print(f"record: {patterns} are patterns: name those topics in topics=[...] to record them")
+    topics.update({str(t): None for t in cfg.topics or [] if str(t) not in topics})
     runner.init()
-    recorder = TopicRecorder(Path(cfg.out), list(cfg.topics), cfg.task, env_kwargs(cfg.env) if cfg.task else None)
-    done = (lambda: recorder.episodes >= cfg.episodes) if cfg.episodes else (lambda: False)
-    interrupted = runner.spin(recorder, until=done, on_exit=recorder.close)
-    rows = {
+    recorder: TopicRecorder
+    if cfg.task:
+        from ros_nodes.sim_recording import BRIDGE_TOPICS, SimEpisodeRecorder
+
+        recorder = SimEpisodeRecorder(Path(cfg.out), {**BRIDGE_TOPICS, **topics}, cfg.task, env_kwargs(cfg.env))
+    else:
+        if not topics:
+            from ros_nodes.sim_recording import BRIDGE_TOPICS
+
+            topics = dict(BRIDGE_TOPICS)
+        keys = sys.stdin.isatty() if cfg.keys == "auto" else bool(cfg.keys)
+        recorder = TopicRecorder(
+            Path(cfg.out), topics, episode_start=cfg.episode_start, episode_end=cfg.episode_end, keys=keys
+        )
+        if keys:
+            print("record: type s + Enter to start an episode, y / n to end it (success / failure), q to stop")
+    interrupted = runner.spin(
+        recorder,
+        until=lambda: recorder.quit or (bool(cfg.episodes) and recorder.completed >= cfg.episodes),
+        on_exit=recorder.close,
+    )
+    rows: dict[str, object] = {
         "log": f"{cfg.out}/log",
         "messages": recorder.counts,
-        "stopped by": "Ctrl-C" if interrupted else "episodes done",
+        "episodes marked": recorder.episodes,
+        "stopped by": "Ctrl-C" if interrupted else ("q" if recorder.quit else "episodes done"),
     }
-    if recorder.store is not None:
-        rows["episodes"] = f"{recorder.store.num_episodes} in {cfg.out}/episodes.zarr"
+    never = [t for t in recorder.missing() if t not in recorder.problems]
+    if never:
+        rows["never published"] = never
+    for topic, problem in recorder.problems.items():
+        rows[f"NOT RECORDED {topic}"] = problem
+    if cfg.task:
+        rows["episodes"] = f"{recorder.completed} in {cfg.out}/episodes.zarr"
     print_summary("record", rows)
+    return 0 if not recorder.problems else 1
+
+
+def _log_options(cfg: DictConfig) -> dict[str, Any]:
+    return {"steps": cfg.steps, "episode_start": cfg.episode_start, "episode_end": cfg.episode_end}
+
+
+def logs_convert(cfg: DictConfig) -> int:
+    """An MCAP log -> zarr episodes of the robot profile's features (resampled by message time)."""
+    from robo_q.data.dataset_import import import_dataset
+    from ros_nodes.log_episodes import LogEpisodes
+    from ros_nodes.profile import RobotProfile
+
+    if not cfg.robot:
+        raise ValueError("logs convert needs robot=<profile YAML or configs/robot/ name> (with a features: section)")
+    profile = RobotProfile.load(profile_path(cfg.robot))
+    reader = LogEpisodes(cfg.path, profile, skip_empty=cfg.skip_empty, **_log_options(cfg))
+    report = import_dataset(reader, cfg.out, append=cfg.append, overwrite=cfg.overwrite, progress=cfg.progress)
+    dropped = sum(w.dropped for w in reader.windows)
+    print_summary(
+        "logs convert",
+        {
+            "log": str(reader.bag),
+            "robot": f"{profile.name} ({profile.path})",
+            "episodes": f"{report.episodes} ({sum(w.success for w in reader.windows)} successful) -> {report.path}",
+            "steps": f"{report.frames} at {1 / reader.schema.control_dt:g} Hz ({cfg.steps})",
+            "dropped steps": dropped,
+            "rejected messages": reader.rejected or "none",
+            "header stamps of another clock": sorted(reader.log_clock) or "none",
+            "speed": f"{report.episodes / max(report.seconds, 1e-9):.2f} episodes/s, "
+            f"{report.frames_per_second:.0f} steps/s",
+        },
+    )
     return 0
 
 
 def logs_replay(cfg: DictConfig) -> int:
     """Re-run a logged session: its observations through a bundle, or its commands into a sim bridge."""
     import json
-    from pathlib import Path
 
     from ros_nodes import log_replay
 
@@ -142,7 +222,7 @@ def logs_replay(cfg: DictConfig) -> int:
         from ros_nodes.profile import RobotProfile
 
         report = log_replay.replay_log(
-            cfg.path, cfg.bundle, RobotProfile.load(profile_path(cfg.robot)), backend=cfg.backend
+            cfg.path, cfg.bundle, RobotProfile.load(profile_path(cfg.robot)), backend=cfg.backend, **_log_options(cfg)
         )
         default = "log_replay.json"
     elif cfg.mode == "commands":
@@ -165,7 +245,7 @@ def logs_replay(cfg: DictConfig) -> int:
     print_summary(
         f"logs replay ({cfg.mode})",
         {
-            **{k: v for k, v in report.items() if k != "episodes"},
+            **{k: v for k, v in report.items() if k not in ("episodes", "per_episode")},
             "episodes": len(report["episodes"]) if isinstance(report["episodes"], list) else report["episodes"],
             "report": str(out),
         },

@@ -28,7 +28,7 @@ from robo_q.checkpoint import check_compatible, load_buffers, load_weights, read
 from robo_q.data import EpisodeBuilder, EpisodeStore, StoreError
 from robo_q.data.collect import collect_demos, store_for_env
 from robo_q.device import resolve_device
-from robo_q.evaluate import evaluate, evaluate_on_store
+from robo_q.evaluate import action_grid, evaluate, evaluate_on_store
 from robo_q.rundir import CSVLog, make_run_dir, save_config
 from robo_q.training.settings import (
     agent_settings,
@@ -175,7 +175,9 @@ class Trainer:
     def evaluate_and_checkpoint(self) -> None:
         cfg = self.cfg
         if self.eval_env is None:
-            result = evaluate_on_store(self.eval_policy, self.features, self.store, self.held_out_episodes())
+            result = evaluate_on_store(
+                self.eval_policy, self.features, self.store, self.held_out_episodes(), action_grid(self.agent_cfg)
+            )
         else:
             video_dir = self.run_dir / "videos" / f"step_{self.step:08d}" if cfg.eval.video else None
             result = evaluate(
