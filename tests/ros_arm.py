@@ -1,6 +1,6 @@
 """A stand-in for real hardware: a two-joint MuJoCo arm behind its own ROS 2 interface.
 
-    python tests/ros_arm.py --out result.json [--camera-until N] [--after K]
+    python tests/ros_arm.py --out result.json [--camera-until N] [--after K] [--seed S]
 
 Not our sim bridge: its own names (``arm_shoulder_joint``, ``arm_elbow_joint`` and an extra
 ``gripper_finger_joint``, published in shuffled order on ``/arm/joint_states`` at 100 Hz), a
@@ -10,6 +10,9 @@ position controller taking ``trajectory_msgs/JointTrajectory`` on
 the middle of the range. Every command is logged with the measured positions at its arrival;
 after ``--camera-until`` commands the camera goes silent (a dropped camera), and ``K`` commands
 later the arm writes ``--out`` and exits (0 without ``--camera-until``: serve until SIGINT).
+Its homing routine, the ``/arm/reset`` service (std_srvs/Trigger), puts it at the next start pose
+drawn from ``--seed`` (the sim's stand-in for an operator bringing a real arm home), at rest and
+holding there.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
+from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 JOINTS = ("arm_shoulder_joint", "arm_elbow_joint")
 START = {"arm_shoulder_joint": 0.6, "arm_elbow_joint": -0.4, "gripper_finger_joint": 0.01}
 PUBLISHED_ORDER = ("arm_elbow_joint", "gripper_finger_joint", "arm_shoulder_joint")
+HOME_LOW, HOME_HIGH = np.array([0.2, -1.2]), np.array([1.2, -0.2])  # where /arm/reset puts the joints
 MODEL = """
 <mujoco model="two_joint_arm">
   <compiler angle="radian"/>
@@ -61,7 +66,7 @@ MODEL = """
 
 
 class Arm:
-    def __init__(self, node, camera_until: int | None, after: int) -> None:
+    def __init__(self, node, camera_until: int | None, after: int, seed: int = 0) -> None:
         self.model = mujoco.MjModel.from_xml_string(MODEL)
         self.data = mujoco.MjData(self.model)
         for i, (name, q) in enumerate(START.items()):  # actuators in START's order
@@ -73,17 +78,31 @@ class Arm:
         self.commands: list[dict] = []
         self.problems: list[str] = []
         self.done = False
+        self.rng = np.random.default_rng(seed)
+        self.resets: list[list[float]] = []
         sensor = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
         self.joint_pub = node.create_publisher(JointState, "/arm/joint_states", sensor)
         self.camera_pub = node.create_publisher(Image, "/arm/wrist/image_raw", sensor)
         # Every command is kept (a starved process must not skip some and see false jumps).
         commands = QoSProfile(depth=10_000, reliability=ReliabilityPolicy.RELIABLE)
         node.create_subscription(JointTrajectory, "/arm_controller/joint_trajectory", self.on_command, commands)
+        node.create_service(Trigger, "/arm/reset", self.reset)
         node.create_timer(0.01, self.step)
         node.create_timer(1 / 15, self.publish_camera)
 
     def position(self, name: str) -> float:
         return float(self.data.joint(name).qpos[0])
+
+    def reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        pose = self.rng.uniform(HOME_LOW, HOME_HIGH)
+        for i, name in enumerate(JOINTS):
+            self.data.joint(name).qpos[0] = pose[i]
+            self.data.joint(name).qvel[0] = 0.0
+            self.data.ctrl[i] = pose[i]
+        mujoco.mj_forward(self.model, self.data)
+        self.resets.append(pose.tolist())
+        response.success, response.message = True, json.dumps(dict(zip(JOINTS, pose.tolist(), strict=True)))
+        return response
 
     def step(self) -> None:
         for _ in range(5):
@@ -134,10 +153,11 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--camera-until", type=int, default=None)
     parser.add_argument("--after", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0, help="of the start poses /arm/reset draws")
     args = parser.parse_args()
     rclpy.init()
     node = rclpy.create_node("two_joint_arm")
-    arm = Arm(node, args.camera_until, args.after)
+    arm = Arm(node, args.camera_until, args.after, args.seed)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     signal.signal(signal.SIGINT, lambda *_: setattr(arm, "done", True))
@@ -148,7 +168,7 @@ def main() -> None:
         pass
     finally:
         with open(args.out, "w") as f:
-            json.dump({"start": START, "commands": arm.commands, "problems": arm.problems}, f)
+            json.dump({"start": START, "commands": arm.commands, "problems": arm.problems, "resets": arm.resets}, f)
         arm.renderer.close()
         executor.shutdown()
         node.destroy_node()

@@ -483,3 +483,97 @@ def test_a_pixel_bundle_closes_the_loop_through_ros_cameras(tmp_path):
     episode = in_process["per_episode"][0]
     assert (over_ros["seed"], over_ros["length"]) == (episode["seed"], episode["length"])
     assert over_ros["return"] == pytest.approx(episode["return"], rel=1e-6)
+
+
+def finished(*args: str) -> str:
+    """Run a roboq command to its end; its output (it must succeed)."""
+    proc = subprocess.run([sys.executable, "-m", "robo_q.cli", *args], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_teleoperate_record_convert_train_offline_export_and_deploy_on_the_arm(tmp_path):
+    """The real-robot loop on the stand-in arm, every step a command a user runs: a scripted
+    operator teleoperates the arm over ROS 2 while `roboq record robot=...` logs its topics (episodes
+    marked through the recorder's services); `roboq logs convert` -> `roboq train store=...
+    train.offline=true` (no task, no simulator) -> `roboq export` -> `roboq deploy` drives the arm
+    from new start poses to the goal, episodes run by the operator through the node's lifecycle."""
+    from robo_q.data import EpisodeStore
+
+    operator_script = str(Path(__file__).parent / "ros_operator.py")
+    arm_script = str(Path(__file__).parent / "ros_arm.py")
+    profile = yaml.safe_load(Path(profile_path("example_arm")).read_text())
+    del profile["observation"]["images.wrist"], profile["features"]["images.wrist"]  # a state policy
+    profile["name"] = "arm_state"
+    robot = tmp_path / "arm.yaml"
+    robot.write_text(yaml.safe_dump(profile))
+    session, store, run, bundle = tmp_path / "session1", tmp_path / "arm.zarr", tmp_path / "run", tmp_path / "bundle"
+
+    domain = next(_domain)
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain)}
+    arm = subprocess.Popen([sys.executable, arm_script, "--seed", "0", "--out", str(tmp_path / "arm1.json")], env=env)
+    recorder = roboq("record", f"robot={robot}", f"out={session}", "episodes=12", "keys=false", domain=domain)
+    try:
+        teleop = subprocess.run(
+            [sys.executable, operator_script, "teleop", "--episodes", "12", "--out", str(tmp_path / "teleop.json")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        record_out, _ = recorder.communicate(timeout=120)  # it stops by itself after 12 episodes
+    finally:
+        stop(recorder)
+        stop(arm)
+    assert teleop.returncode == 0, teleop.stdout + teleop.stderr
+    assert recorder.returncode == 0 and "episodes done" in record_out, record_out
+    demos = json.loads((tmp_path / "teleop.json").read_text())["episodes"]
+    assert len(demos) == 12 and all(d["success"] for d in demos), demos
+
+    finished("logs", "convert", f"path={session}", f"robot={robot}", f"out={store}")
+    converted = EpisodeStore.open(store)
+    assert converted.num_episodes == 12 and converted.task == "robot/arm_state"
+    action = converted.features.action
+    for i, demo in enumerate(demos):  # every step's action is one the operator sent in that episode
+        episode = converted.episode(i)
+        assert episode.steps["success"][-1] and len(episode.steps["action"]) >= 5
+        native = action.to_native(episode.steps["action"])  # (shoulder, elbow)
+        gap = np.abs(native[:, None, :] - np.asarray(demo["sent"])[None]).max(axis=2).min(axis=1)
+        assert gap.max() < 1e-5, (i, gap.max())
+
+    train = (f"store={store}", "agent=cqn_as", "train.offline=true", "train.steps=600", "eval.every=600")
+    finished("train", *train, "eval.episodes=2", "demos.num=10", "agent.lr=1e-3", "agent.hidden=64", f"out={run}")
+    finished("export", f"checkpoint={run / 'checkpoints' / 'last'}", f"out={bundle}")
+    finished("logs", "replay", f"path={session}", f"bundle={bundle}", f"robot={robot}")
+    assert json.loads((session / "log_replay.json").read_text())["compared_steps"] > 200
+
+    domain = next(_domain)
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain)}
+    params = tmp_path / "params.yaml"
+    params.write_text(f"robo_q_policy:\n  ros__parameters:\n    max_delta: {ARM_MAX_DELTA}\n")
+    arm = subprocess.Popen([sys.executable, arm_script, "--seed", "1", "--out", str(tmp_path / "arm2.json")], env=env)
+    node = roboq("deploy", f"bundle={bundle}", f"robot={robot}", "autostart=false", f"params={params}", domain=domain)
+    try:
+        evaluation = subprocess.run(
+            [sys.executable, operator_script, "evaluate", "--episodes", "5", "--out", str(tmp_path / "eval.json")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    finally:
+        node_out = stop(node)
+        stop(arm)
+    assert evaluation.returncode == 0, evaluation.stdout + evaluation.stderr + node_out
+    episodes = json.loads((tmp_path / "eval.json").read_text())["episodes"]
+    successes = sum(e["success"] for e in episodes)
+    print(f"success over ROS 2 on the arm: {successes}/{len(episodes)}; {episodes}")
+    assert successes >= 4, (episodes, node_out)
+    # the first command after each activation moves one rate-limit step (rad) at most from the pose
+    # measured at activation, which is within 0.02 rad of the start pose (the operator waits for that)
+    limit = np.array([1.5, 2.0]) * ARM_MAX_DELTA + 0.02
+    for e in episodes:
+        assert np.all(np.abs(np.array(e["first_command"]) - e["start"]) <= limit), e
+    served = json.loads((tmp_path / "arm2.json").read_text())
+    assert not served["problems"] and len(served["resets"]) == 5
+    assert all(np.all(np.isfinite(c["positions"])) for c in served["commands"])
