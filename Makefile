@@ -44,6 +44,9 @@ bench: setup
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/policy_latency.py
 	$(BIN)/python bench/ros_loop.py
+	$(BIN)/python bench/train_loop.py
+	$(BIN)/python bench/recorder_speed.py
+	$(BIN)/python bench/log_convert_speed.py
 
 bench-learning: setup
 	$(BIN)/python bench/learning.py

@@ -35,6 +35,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the log writer of the conversion tests
 from log_fixtures import PROFILE, write_arm_log  # noqa: E402
+from machine import cpu_model  # noqa: E402
 
 from robo_q.data.dataset_import import import_dataset  # noqa: E402
 from ros_nodes.log_episodes import LogEpisodes  # noqa: E402
@@ -42,16 +43,6 @@ from ros_nodes.profile import RobotProfile  # noqa: E402
 
 JOINT_HZ, CAMERA_HZ, COMMAND_HZ = 500.0, 30.0, 10.0  # COMMAND_HZ: the profile's rate (10 Hz steps)
 EPISODE_START, EPISODE_END = "/teleop/episode", "/teleop/done"  # the fixture's episode topics
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def size_mb(path: Path) -> float:

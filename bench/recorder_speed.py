@@ -49,6 +49,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from machine import cpu_model
+
 CAMERAS = ("/bench/cam0/image_raw", "/bench/cam1/image_raw")
 JOINTS = "/bench/joint_states"
 TOPICS = (*CAMERAS, JOINTS)
@@ -207,16 +209,6 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def filesystem(path: Path) -> str:

@@ -52,6 +52,7 @@ from robo_q.agents.cqn import CQNAgent, CQNConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 import official_speed
+from machine import cpu_model
 from policy_latency import synthetic_features
 from straightforward_cqn import StraightforwardAgent
 
@@ -239,16 +240,6 @@ def add_ratios(rows: list[dict]) -> dict:
             by_impl["official"]["seconds_per_update"] / by_impl["straightforward"]["seconds_per_update"]
         )
     return summary
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def fmt_ratio(r: dict, key: str) -> str:

@@ -8,7 +8,7 @@ exp(-gain * i), i = 0 for the oldest; open loop runs each predicted sequence for
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
 
@@ -69,3 +69,45 @@ class SequencePolicy:
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         stacked = self.history(obs)
         return self.scheduler.step(lambda: self.predict(stacked))
+
+
+class LockstepPolicies:
+    """``n`` sequence policies stepped together (one per environment of a batched evaluation): each
+    slot stacks its own frames and schedules its own sequences as :class:`SequencePolicy` does, and
+    the predictions a step needs are made in one ``predict_batch(observations [N', ...]) -> [N', K, D]``
+    call."""
+
+    def __init__(
+        self,
+        predict_batch: Callable[[dict[str, np.ndarray]], np.ndarray],
+        n: int,
+        seq_len: int,
+        execution: str = "ensemble",
+        gain: float = 0.01,
+        frame_stack: int = 1,
+        image_keys: Collection[str] = (),
+    ) -> None:
+        self.predict_batch = predict_batch
+        self.histories = [FrameHistory(frame_stack, image_keys) for _ in range(n)]
+        self.schedulers = [ActionScheduler(seq_len, execution, gain) for _ in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.schedulers)
+
+    def reset(self, i: int) -> None:
+        self.histories[i].reset()
+        self.schedulers[i].reset()
+
+    def act(self, observations: Sequence[dict[str, np.ndarray] | None]) -> list[np.ndarray | None]:
+        """Every slot's action for its observation (None: the slot is idle this step)."""
+        stacked = [None if obs is None else h(obs) for h, obs in zip(self.histories, observations, strict=True)]
+        asking = [i for i, s in enumerate(stacked) if s is not None and self.schedulers[i].needs_prediction()]
+        predicted: dict[int, np.ndarray] = {}
+        if asking:
+            rows = [row for i in asking if (row := stacked[i]) is not None]
+            batch = {k: np.stack([row[k] for row in rows]) for k in rows[0]}
+            predicted = dict(zip(asking, self.predict_batch(batch), strict=True))
+        return [
+            None if s is None else scheduler.step(lambda i=i: predicted[i])  # type: ignore[misc]
+            for i, (scheduler, s) in enumerate(zip(self.schedulers, stacked, strict=True))
+        ]

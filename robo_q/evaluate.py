@@ -3,48 +3,79 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from policies.features import ActionSpec, FeatureSchema
-from policies.schedule import SequencePolicy
+from policies.schedule import LockstepPolicies, SequencePolicy
 from robo_q.data import EpisodeStore, StoreError
-from robo_q.rollout import rollout
+from robo_q.rollout import VIDEO_SIZE, RolloutResult
 from robo_q.video import write_mp4
 from sim import MujocoEnv
+from sim.base import Obs
 
 EVAL_SEED_BASE = 1_000_000  # evaluation seeds never collide with demo or training seeds
 
 
+class _Single:
+    """One sequence policy (a bundle's, say) in the lockstep interface: one slot, no batching."""
+
+    def __init__(self, policy: SequencePolicy) -> None:
+        self.policy = policy
+
+    def __len__(self) -> int:
+        return 1
+
+    def reset(self, i: int) -> None:
+        self.policy.reset()
+
+    def act(self, observations: Sequence[Obs | None]) -> list[np.ndarray | None]:
+        return [None if obs is None else self.policy.act(obs) for obs in observations]
+
+
 def evaluate(
-    policy: SequencePolicy,
-    env: MujocoEnv,
+    policy: SequencePolicy | LockstepPolicies,
+    env: MujocoEnv | Sequence[MujocoEnv],
     episodes: int,
     *,
     seed: int = EVAL_SEED_BASE,
     video_dir: Path | None = None,
     video_episodes: int = 0,
 ) -> dict[str, Any]:
-    """Run ``episodes`` greedy episodes on seeds ``seed, seed+1, ...``; per-episode and aggregate results."""
+    """Run ``episodes`` greedy episodes on seeds ``seed, seed+1, ...``; per-episode and aggregate results.
+
+    With several environments and :class:`~policies.schedule.LockstepPolicies` (one slot each),
+    episodes run in waves of ``len(envs)`` in lockstep: one batched forward pass per step serves
+    every environment still running. Each episode's seed, and so its result, is the same either way.
+    """
+    envs = [env] if isinstance(env, MujocoEnv) else list(env)
+    slots = _Single(policy) if isinstance(policy, SequencePolicy) else policy
+    width = min(len(envs), len(slots))
     per_episode: list[dict[str, Any]] = []
-    for i in range(episodes):
-        policy.reset()
-        record = video_dir is not None and i < video_episodes
-        result = rollout(env, policy.act, seed=seed + i, video=record)
-        info: dict[str, Any] = {
-            "seed": result.seed,
-            "success": result.success,
-            "return": result.episode_return,
-            "length": result.length,
-        }
-        if record and video_dir is not None:
-            info["video"] = str(
-                write_mp4(video_dir / f"eval_{i:03d}_seed{result.seed}.mp4", result.frames, 1.0 / env.control_dt)
-            )
-        per_episode.append(info)
+    for first in range(0, episodes, width):
+        wave = list(range(first, min(first + width, episodes)))
+        for slot in range(len(wave)):
+            slots.reset(slot)
+        results = _lockstep(
+            slots,
+            envs[: len(wave)],
+            [seed + i for i in wave],
+            [video_dir is not None and i < video_episodes for i in wave],
+        )
+        for i, result in zip(wave, results, strict=True):
+            info: dict[str, Any] = {
+                "seed": result.seed,
+                "success": result.success,
+                "return": result.episode_return,
+                "length": result.length,
+            }
+            if result.frames and video_dir is not None:
+                path = video_dir / f"eval_{i:03d}_seed{result.seed}.mp4"
+                info["video"] = str(write_mp4(path, result.frames, 1.0 / envs[0].control_dt))
+            per_episode.append(info)
     return {
         "episodes": episodes,
         "success_rate": float(np.mean([e["success"] for e in per_episode])),
@@ -53,6 +84,34 @@ def evaluate(
         "seeds": [e["seed"] for e in per_episode],
         "per_episode": per_episode,
     }
+
+
+def _lockstep(
+    slots: LockstepPolicies | _Single, envs: list[MujocoEnv], seeds: list[int], video: list[bool]
+) -> list[RolloutResult]:
+    """One episode per environment, stepped together until each has ended."""
+    first = [env.reset(s)[0] for env, s in zip(envs, seeds, strict=True)]
+    results = [RolloutResult(s, False, 0.0, 0, obs) for s, obs in zip(seeds, first, strict=True)]
+    observations: list[Obs | None] = list(first)
+    for env, result, record in zip(envs, results, video, strict=True):
+        if record:
+            result.frames.append(env.render(None, VIDEO_SIZE, VIDEO_SIZE))
+    while any(obs is not None for obs in observations):
+        actions = slots.act(observations + [None] * (len(slots) - len(observations)))
+        for i, (env, result) in enumerate(zip(envs, results, strict=True)):
+            action = actions[i]
+            if action is None:
+                continue
+            obs, reward, terminated, truncated, info = env.step(np.asarray(action, dtype=np.float32))
+            result.length += 1
+            result.episode_return += reward
+            result.success = result.success or info["success"]
+            result.final_obs = obs
+            if video[i]:
+                result.frames.append(env.render(None, VIDEO_SIZE, VIDEO_SIZE))
+            done = terminated or truncated or result.length >= env.max_episode_steps
+            observations[i] = None if done else obs
+    return results
 
 
 AGREEMENT_TOLERANCE = 0.1  # normalised units (5% of an action's range): a step "agrees" within it

@@ -172,3 +172,28 @@ def test_tiny_needs_out():
     """--tiny never writes over the committed results."""
     proc = subprocess.run([sys.executable, str(BENCH), "--tiny"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and "--tiny needs --out" in proc.stderr
+
+
+def test_train_loop_bench_times_variants_and_a_baseline_side_by_side(tmp_path):
+    """bench/train_loop.py at --tiny size: this tree, a variant with more settings and a baseline
+    checkout (this one again) in one invocation, each with a breakdown that adds up to its wall time."""
+    out = tmp_path / "train_loop.json"
+    flags = ["--tiny", "--runs", "1", "--out", str(out), "--variant", "bf16=agent.precision=bf16"]
+    flags += ["--baseline", str(ROOT)]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "train_loop.py"), *flags],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert [r["code"] for r in doc["results"]] == ["this tree", "bf16", "baseline"]
+    assert doc["results"][1]["overrides"] == "agent.precision=bf16"
+    for r in doc["results"]:
+        run = r["runs"][0]
+        assert run["steps"] == 60 and positive(run["steps_per_s"]) and positive(run["first_update_s"])
+        assert run["calls"]["update"] >= 60 and run["calls"]["eval"] >= 1
+        assert sum(run["seconds"].values()) == pytest.approx(run["wall_s"], rel=1e-6)
+    assert set(doc["speedup_over_baseline"]) == {"this tree", "bf16"}

@@ -15,8 +15,8 @@ from policies import BundleError, ObservationError, load_policy
 from policies.bundle import bundle_features, read_spec
 from policies.features import FeatureSchema
 from policies.safety import SafetyFilter
-from policies.schedule import ActionScheduler
-from robo_q.agents import sequence_policy
+from policies.schedule import ActionScheduler, LockstepPolicies, SequencePolicy
+from robo_q.agents import lockstep_policies, sequence_policy
 from robo_q.checkpoint import CheckpointError, checkpoint_features, load_agent, read_meta
 from robo_q.evaluate import evaluate
 from robo_q.export import export_bundle
@@ -77,6 +77,55 @@ def test_bundle_evaluation_matches_the_checkpoint(trained):
     assert from_bundle["success_rate"] == from_checkpoint["success_rate"] > 0
     assert from_bundle["seeds"] == from_checkpoint["seeds"]
     assert [e["length"] for e in from_bundle["per_episode"]] == [e["length"] for e in from_checkpoint["per_episode"]]
+
+
+def test_lockstep_evaluation_matches_one_episode_at_a_time(trained):
+    """Evaluation episodes run together on several envs (one batched forward pass per step) give
+    each seed the episode it gets alone: 4 episodes on 3 envs (a full wave, then a partial one)."""
+    checkpoints, _ = trained
+    agent, meta = load_agent(checkpoints["bc"], "cpu")
+    envs = [make_env(meta["task"], **meta["env"]) for _ in range(3)]
+    try:
+        alone = evaluate(sequence_policy(agent, meta["agent"], explore=False), envs[0], 4)
+        together = evaluate(lockstep_policies(agent, meta["agent"], 3), envs, 4)
+    finally:
+        for env in envs:
+            env.close()
+    assert together["seeds"] == alone["seeds"] and together["success_rate"] == alone["success_rate"]
+    for a, b in zip(alone["per_episode"], together["per_episode"], strict=True):
+        assert a["length"] == b["length"] and a["success"] == b["success"]
+        assert np.isclose(a["return"], b["return"], rtol=1e-3), (a, b)
+
+
+@pytest.mark.parametrize("execution", ["ensemble", "open_loop"])
+def test_lockstep_policies_schedule_and_stack_each_slot_as_a_sequence_policy(execution):
+    """Each slot of a LockstepPolicies acts exactly as its own SequencePolicy would (frames stacked,
+    sequences scheduled), whatever the other slots do; idle slots are skipped and asked for nothing."""
+    weights = np.random.default_rng(0).normal(size=(2 * 4 * 4 + 3, 3 * 2))
+
+    def predict(obs):  # deterministic: [.., 4, 4, 2] frames (stacked on channels) + 3-D state -> [K=3, D=2]
+        flat = np.concatenate([obs["images.cam"].reshape(*obs["state"].shape[:-1], -1), obs["state"]], axis=-1)
+        return np.tanh(flat @ weights).reshape(*flat.shape[:-1], 3, 2)
+
+    asked = []
+    batch = LockstepPolicies(
+        lambda o: asked.append(len(o["state"])) or predict(o), 3, 3, execution, 0.1, 2, ["images.cam"]
+    )
+    single = [SequencePolicy(predict, 3, execution, 0.1, 2, ["images.cam"]) for _ in range(3)]
+    rng = np.random.default_rng(1)
+    for step in range(12):
+        active = [step < 12, step < 7, step % 3 != 2]  # slot 1 ends early, slot 2 idles now and then
+        obs = [
+            {"images.cam": rng.integers(0, 255, (4, 4, 1), np.uint8), "state": rng.normal(size=3)} if a else None
+            for a in active
+        ]
+        got = batch.act(obs)
+        for i, o in enumerate(obs):
+            if o is None:
+                assert got[i] is None
+            else:
+                np.testing.assert_allclose(got[i], single[i].act(o), rtol=1e-12)
+    assert max(asked) <= 3 and (execution == "ensemble") == (sum(asked) > 12)
 
 
 def test_runtime_imports_and_runs_without_torch(trained):

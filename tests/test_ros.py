@@ -485,6 +485,13 @@ def test_a_pixel_bundle_closes_the_loop_through_ros_cameras(tmp_path):
     assert over_ros["return"] == pytest.approx(episode["return"], rel=1e-6)
 
 
+def operate(mode: str, episodes: int, out: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """tests/ros_operator.py in ``mode`` (teleop | evaluate) for ``episodes`` episodes, to its end."""
+    script = str(Path(__file__).parent / "ros_operator.py")
+    command = [sys.executable, script, mode, "--episodes", str(episodes), "--out", str(out)]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+
+
 def finished(*args: str) -> str:
     """Run a roboq command to its end; its output (it must succeed)."""
     proc = subprocess.run([sys.executable, "-m", "robo_q.cli", *args], capture_output=True, text=True)
@@ -500,7 +507,6 @@ def test_teleoperate_record_convert_train_offline_export_and_deploy_on_the_arm(t
     from new start poses to the goal, episodes run by the operator through the node's lifecycle."""
     from robo_q.data import EpisodeStore
 
-    operator_script = str(Path(__file__).parent / "ros_operator.py")
     arm_script = str(Path(__file__).parent / "ros_arm.py")
     profile = yaml.safe_load(Path(profile_path("example_arm")).read_text())
     del profile["observation"]["images.wrist"], profile["features"]["images.wrist"]  # a state policy
@@ -514,13 +520,7 @@ def test_teleoperate_record_convert_train_offline_export_and_deploy_on_the_arm(t
     arm = subprocess.Popen([sys.executable, arm_script, "--seed", "0", "--out", str(tmp_path / "arm1.json")], env=env)
     recorder = roboq("record", f"robot={robot}", f"out={session}", "episodes=12", "keys=false", domain=domain)
     try:
-        teleop = subprocess.run(
-            [sys.executable, operator_script, "teleop", "--episodes", "12", "--out", str(tmp_path / "teleop.json")],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        teleop = operate("teleop", 12, tmp_path / "teleop.json", env)
         record_out, _ = recorder.communicate(timeout=120)  # it stops by itself after 12 episodes
     finally:
         stop(recorder)
@@ -554,13 +554,7 @@ def test_teleoperate_record_convert_train_offline_export_and_deploy_on_the_arm(t
     arm = subprocess.Popen([sys.executable, arm_script, "--seed", "1", "--out", str(tmp_path / "arm2.json")], env=env)
     node = roboq("deploy", f"bundle={bundle}", f"robot={robot}", "autostart=false", f"params={params}", domain=domain)
     try:
-        evaluation = subprocess.run(
-            [sys.executable, operator_script, "evaluate", "--episodes", "5", "--out", str(tmp_path / "eval.json")],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        evaluation = operate("evaluate", 5, tmp_path / "eval.json", env)
     finally:
         node_out = stop(node)
         stop(arm)

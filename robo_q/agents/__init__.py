@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from policies.features import FeatureSchema
-from policies.schedule import SequencePolicy
+from policies.schedule import LockstepPolicies, SequencePolicy
 from robo_q.agents.bc import BCAgent, BCConfig
 from robo_q.agents.cqn import CQNAgent, CQNConfig
 
@@ -35,6 +35,19 @@ def sequence_policy(agent: Agent, settings: dict[str, Any], explore: bool) -> Se
     """The agent acting through the deployment runtime's sequence scheduler (ensembling or open loop)."""
     return SequencePolicy(
         lambda obs: agent.act(obs, explore=explore),
+        settings["seq_len"],
+        settings.get("execution", "ensemble"),
+        settings.get("ensemble_gain", 0.01),
+        settings.get("frame_stack", 1),
+        agent.encoder.image_keys,
+    )
+
+
+def lockstep_policies(agent: Agent, settings: dict[str, Any], n: int) -> LockstepPolicies:
+    """``n`` greedy policies of the agent stepped together, one batched forward pass per step."""
+    return LockstepPolicies(
+        agent.act_batch,
+        n,
         settings["seq_len"],
         settings.get("execution", "ensemble"),
         settings.get("ensemble_gain", 0.01),

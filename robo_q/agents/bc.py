@@ -52,9 +52,13 @@ class BCAgent:
         return self._forward(obs, augment=False), None
 
     @torch.no_grad()
+    def act_batch(self, obs: dict[str, np.ndarray], explore: bool = False) -> np.ndarray:
+        """Observations [N, ...] -> action sequences [N, K, D] (BC has no exploration)."""
+        return self.policy(self.encoder.batch(obs, self.device))[0].cpu().numpy()
+
     def act(self, obs: dict[str, np.ndarray], explore: bool = False) -> np.ndarray:
-        del explore  # BC has no exploration
-        return self.policy(self.encoder.single(obs, self.device))[0][0].cpu().numpy()
+        """One observation (no batch dim) -> action sequence [K, D]."""
+        return self.act_batch({k: v[None] for k, v in obs.items()}, explore)[0]
 
     def update(self, batch: dict[str, Tensor], demo_rows: int) -> dict[str, float]:
         """One regression step on the last ``demo_rows`` rows of the batch (the demonstrations)."""

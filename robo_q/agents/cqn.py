@@ -43,6 +43,7 @@ class CQNConfig:
     margin: float = 0.01
     explore_std: float = 0.01
     compile: bool = False  # torch.compile the whole loss, forward and backward (a one-off compile per batch shape)
+    precision: str = "fp32"  # fp32 | bf16: the update's matmuls in bfloat16 (autocast; fp32 weights and reductions)
 
 
 def gather_bins(x: Tensor, idx: Tensor) -> Tensor:
@@ -77,6 +78,9 @@ class CQNAgent:
         self.target_params: list[Tensor] = list(self.critic_target.parameters())
         params = list(self.encoder.parameters()) + self.online_params
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+        if cfg.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got {cfg.precision!r}")
+        self.autocast = torch.autocast(self.device.type, torch.bfloat16, enabled=cfg.precision == "bf16")
         self.loss_fn = torch.compile(self.losses) if cfg.compile else self.losses
         self.all_levels = torch.arange(cfg.levels, device=self.device)
 
@@ -102,12 +106,16 @@ class CQNAgent:
         return action, q.gather(-1, idx[:, :, -1, :, None]).squeeze(-1)
 
     @torch.no_grad()
-    def act(self, obs: dict[str, np.ndarray], explore: bool = False) -> np.ndarray:
-        """One observation (no batch dim) -> action sequence [K, D] in [-1, 1]."""
-        action = self.policy(self.encoder.single(obs, self.device))[0][0]
+    def act_batch(self, obs: dict[str, np.ndarray], explore: bool = False) -> np.ndarray:
+        """Observations [N, ...] -> action sequences [N, K, D] in [-1, 1]."""
+        action = self.policy(self.encoder.batch(obs, self.device))[0]
         if explore:
             action = (action + self.cfg.explore_std * torch.randn_like(action)).clamp(-1, 1)
         return action.cpu().numpy()
+
+    def act(self, obs: dict[str, np.ndarray], explore: bool = False) -> np.ndarray:
+        """One observation (no batch dim) -> action sequence [K, D] in [-1, 1]."""
+        return self.act_batch({k: v[None] for k, v in obs.items()}, explore)[0]
 
     @torch.no_grad()
     def q_of(self, obs: dict[str, Tensor], action: Tensor) -> Tensor:
@@ -148,7 +156,8 @@ class CQNAgent:
     def update(self, batch: dict[str, Tensor], demo_rows: int) -> dict[str, float]:
         """One gradient step on a batch (obs.*, next_obs.*, action [N,K,D], reward, discount) whose
         last ``demo_rows`` rows are demonstrations; returns the step's metrics."""
-        loss, metrics = self.loss_fn(batch, demo_rows)
+        with self.autocast:
+            loss, metrics = self.loss_fn(batch, demo_rows)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

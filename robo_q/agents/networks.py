@@ -101,10 +101,10 @@ class ObservationEncoder(nn.Module):
         self.out_dim = proj_dim * len(self.keys)
         self.apply(orthogonal_init)
 
-    def single(self, obs: dict[str, np.ndarray], device: torch.device) -> dict[str, Tensor]:
-        """One numpy observation -> a batch of one (images stay uint8, the rest float32)."""
+    def batch(self, obs: dict[str, np.ndarray], device: torch.device) -> dict[str, Tensor]:
+        """A numpy observation batch [N, ...] -> tensors (images stay uint8, the rest float32)."""
         return {
-            k: torch.as_tensor(obs[k][None] if k in self.image_keys else obs[k][None].astype("float32"), device=device)
+            k: torch.as_tensor(obs[k] if k in self.image_keys else np.asarray(obs[k], np.float32), device=device)
             for k in self.keys
         }
 

@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from robo_q.agents import make_agent, sequence_policy
+from robo_q.agents import lockstep_policies, make_agent, sequence_policy
 from robo_q.agents.replay_buffer import ReplayBuffer
 from robo_q.checkpoint import check_compatible, load_buffers, load_weights, read_meta, save_checkpoint
 from robo_q.data import EpisodeBuilder, EpisodeStore, StoreError
@@ -98,11 +98,12 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.env: MujocoEnv | None = None
-        self.eval_env: MujocoEnv | None = None
+        self.eval_envs: list[MujocoEnv] = []  # evaluation episodes run on these in lockstep
         if simulated:
             settings = run_env_settings(cfg)
             self.env = make_env(cfg.task, **settings)
-            self.eval_env = make_env(cfg.task, **settings)
+            batch = max(1, min(cfg.eval.episodes, cfg.eval.get("batch", 1)))
+            self.eval_envs = [make_env(cfg.task, **settings) for _ in range(batch)]
         self.store = demo_store(cfg, self.env, given, self.run_dir)
         if self.env is None:
             settings = dict(self.store.attrs.get("env_config", {}))
@@ -140,8 +141,9 @@ class Trainer:
             self._restore(meta)
         self.policy = sequence_policy(self.agent, self.agent_cfg, explore=True)
         self.eval_policy = sequence_policy(self.agent, self.agent_cfg, explore=False)
+        self.eval_policies = lockstep_policies(self.agent, self.agent_cfg, len(self.eval_envs))
         self.train_csv = CSVLog(self.run_dir / "train.csv", TRAIN_COLUMNS)
-        eval_columns = EVAL_COLUMNS if self.eval_env is not None else STORE_EVAL_COLUMNS
+        eval_columns = EVAL_COLUMNS if self.eval_envs else STORE_EVAL_COLUMNS
         self.eval_csv = CSVLog(self.run_dir / "eval.csv", eval_columns)
         from torch.utils.tensorboard import SummaryWriter  # slow import: only for real runs
 
@@ -174,15 +176,15 @@ class Trainer:
     # -- evaluation and checkpoints ---------------------------------------------------------------
     def evaluate_and_checkpoint(self) -> None:
         cfg = self.cfg
-        if self.eval_env is None:
+        if not self.eval_envs:
             result = evaluate_on_store(
                 self.eval_policy, self.features, self.store, self.held_out_episodes(), action_grid(self.agent_cfg)
             )
         else:
             video_dir = self.run_dir / "videos" / f"step_{self.step:08d}" if cfg.eval.video else None
             result = evaluate(
-                self.eval_policy,
-                self.eval_env,
+                self.eval_policies,
+                self.eval_envs,
                 cfg.eval.episodes,
                 video_dir=video_dir,
                 video_episodes=cfg.eval.video_episodes,
