@@ -17,13 +17,20 @@ class Backend(Protocol):
 
 
 class OnnxBackend:
+    """An ONNX Runtime session for batch-1 control steps: every graph optimisation (constant folding,
+    Gemm / LayerNorm / activation fusions, weights pre-packed once for the CPU's matmul kernels),
+    ``threads`` intra-op threads, sequential execution and memory planned once for the fixed shapes."""
+
     def __init__(self, path: Path, threads: int = 1) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.enable_mem_pattern = True
+        options.enable_cpu_mem_arena = True
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.session.get_outputs()]
 

@@ -227,7 +227,7 @@ class FeatureSchema:
             value = np.asarray(obs[key])
             if value.shape != feature.shape:
                 raise ObservationError(f"observation {key!r} has shape {value.shape}, expected {feature.shape}")
-            if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
                 raise ObservationError(f"observation {key!r} contains NaN or inf")
             checked[key] = value.astype(feature.dtype, copy=False)
         return checked

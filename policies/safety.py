@@ -25,11 +25,12 @@ class SafetyFilter:
 
     def __call__(self, action: np.ndarray) -> np.ndarray:
         action = np.asarray(action, np.float64)
-        if action.shape != self.low.shape or not np.all(np.isfinite(action)):
+        if action.shape != self.low.shape or not np.isfinite(action).all():
             self.rejected += 1
             return self.hold
-        safe = np.clip(action, self.low, self.high)
+        # np.clip's arithmetic (it is documented as minimum(maximum(a, low), high)) without its wrapper's cost
+        safe = np.minimum(np.maximum(action, self.low), self.high)
         if self.max_delta is not None and self.last is not None:
-            safe = np.clip(safe, self.last - self.max_delta, self.last + self.max_delta)
+            safe = np.minimum(np.maximum(safe, self.last - self.max_delta), self.last + self.max_delta)
         self.last = safe
         return safe.copy()

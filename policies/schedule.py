@@ -20,13 +20,16 @@ class ActionScheduler:
         if mode not in ("ensemble", "open_loop"):
             raise ValueError(f"mode must be 'ensemble' or 'open_loop', got {mode!r}")
         self.seq_len, self.mode, self.gain = seq_len, mode, gain
-        self._history: deque[np.ndarray] = deque(maxlen=seq_len)  # newest last
         self._queue: deque[np.ndarray] = deque()
         weights = np.exp(-gain * np.arange(seq_len))
         self._weights = [weights[:n, None] / weights[:n].sum() for n in range(1, seq_len + 1)]
+        self._ring: np.ndarray | None = None  # ensembling: see _new_ring
+        self._writes: list[np.ndarray] = []
+        self._reads: list[np.ndarray] = []
+        self._steps = 0  # predictions since the reset
 
     def reset(self) -> None:
-        self._history.clear()
+        self._steps = 0
         self._queue.clear()
 
     def needs_prediction(self) -> bool:
@@ -38,11 +41,49 @@ class ActionScheduler:
             if not self._queue:
                 self._queue.extend(np.asarray(predict()))
             return self._queue.popleft()
-        self._history.append(np.asarray(predict()))
-        n = len(self._history)
+        seq = predict()
+        if type(seq) is not np.ndarray:
+            seq = np.asarray(seq)
+        ring, t, k = self._ring, self._steps, self.seq_len
+        if ring is None or ring.shape[1:] != seq.shape or (ring.dtype != seq.dtype and not self._holds(seq.dtype)):
+            self._new_ring(seq)
+        self._writes[t % k][...] = seq
+        self._steps = t + 1
         # prediction made i steps ago (i = n-1 .. 0, oldest first) contributes its step i
-        candidates = np.stack([seq[n - 1 - j] for j, seq in enumerate(self._history)])
-        return (self._weights[n - 1] * candidates).sum(0)
+        candidates = self._reads[t] if t < k else self._reads[k + t % k]
+        return (self._weights[len(candidates) - 1] * candidates).sum(0)
+
+    def _holds(self, dtype: np.dtype) -> bool:
+        return self._ring is not None and np.result_type(self._ring.dtype, dtype) == self._ring.dtype
+
+    def _new_ring(self, seq: np.ndarray) -> None:
+        """Storage for predictions like ``seq`` [K, D], keeping the episode's earlier ones (a new dtype promotes).
+
+        The prediction made at step t goes to slots t % K and t % K + K of a ring [2K, K, D] (one
+        write through a view of both). With the copy, the candidates for step t, step i of the
+        prediction made i steps ago for i = n-1 .. 0, lie on one strided line of the ring: a view
+        per phase, so the ensemble is one multiply and one sum, with no gathering.
+        """
+        k, old = self.seq_len, self._ring if self._steps else None
+        if seq.ndim != 2 or seq.shape[0] < k:
+            raise ValueError(f"predicted sequence of shape {seq.shape}: expected [{k}, action dim] (or more steps)")
+        if old is not None and old.shape[1:] != seq.shape:
+            raise ValueError(f"predicted sequence of shape {seq.shape} after ones of shape {old.shape[1:]}")
+        ring = np.zeros((2 * k, *seq.shape), seq.dtype if old is None else np.result_type(old, seq))
+        if old is not None:
+            ring[:] = old
+        slot, step, element = ring.strides
+        as_strided = np.lib.stride_tricks.as_strided
+        self._writes = [as_strided(ring[p:], (2, *seq.shape), (k * slot, step, element)) for p in range(k)]
+        # candidates: step m of slot u, oldest (m = n-1) first, u = t % K + K - m: up one slot, down one step
+        line = slot - step
+
+        def candidates(first_slot: int, first_step: int, n: int) -> np.ndarray:
+            return as_strided(ring[first_slot, first_step], (n, seq.shape[1]), (line, element))
+
+        self._reads = [candidates(k, t, t + 1) for t in range(k)]  # t < K: predictions 0..t, in slots K..K+t
+        self._reads += [candidates(p + 1, k - 1, k) for p in range(k)]  # t >= K, by t % K
+        self._ring = ring
 
 
 class SequencePolicy:

@@ -5,6 +5,10 @@
 <bundle>/policy.pt     the same graph as TorchScript
 <bundle>/policy.json   the feature schema (``features``), observation and action specs, sequence
                        execution, control period, task and training provenance, file checksums
+
+A critic's graph is :class:`robo_q.export_graph.GreedyC2FGraph`: the agent's greedy policy laid
+out for batch-1 inference (same inputs, outputs and bundle format; bundles exported with the
+training layout load and run as before).
 """
 
 from __future__ import annotations
@@ -24,19 +28,31 @@ from torch import Tensor, nn
 
 import robo_q
 from policies.bundle import BUNDLE_FORMAT, BUNDLE_VERSION
+from robo_q.agents.cqn import CQNAgent
 from robo_q.checkpoint import checkpoint_features, load_agent
+from robo_q.export_graph import GreedyC2FGraph
 
 
 class ExportedPolicy(nn.Module):
-    """The agent's deployable ``policy()`` as a module with positional observation inputs."""
+    """The agent's deployable ``policy()`` as a module with positional observation inputs.
+
+    Critics (CQN, CQN-AS) export :class:`GreedyC2FGraph`, their greedy policy laid out for batch-1
+    inference; other agents export their ``policy()`` as it is."""
 
     def __init__(self, agent, keys: list[str]) -> None:
         super().__init__()
-        self.nets = nn.ModuleDict(agent.modules())  # registers the weights the graph reads
         self.agent, self.keys = agent, keys
+        self.greedy = GreedyC2FGraph(agent) if isinstance(agent, CQNAgent) else None
+        if self.greedy is None:
+            self.nets = nn.ModuleDict(agent.modules())  # registers the weights the graph reads
+        else:
+            self.encoder = agent.encoder
 
     def forward(self, *obs: Tensor) -> tuple[Tensor, ...]:
-        action, q = self.agent.policy(dict(zip(self.keys, obs, strict=True)))
+        observation = dict(zip(self.keys, obs, strict=True))
+        if self.greedy is not None:
+            return self.greedy(self.encoder(observation))
+        action, q = self.agent.policy(observation)
         return (action,) if q is None else (action, q)
 
 
@@ -114,6 +130,7 @@ def export_agent(agent, meta: dict[str, Any], out: Path) -> dict[str, Any]:
         "provenance": {
             "agent": agent_cfg["name"],
             "agent_settings": agent_cfg,
+            "graph": "GreedyC2FGraph" if module.greedy is not None else "policy",  # the layout exported
             "checkpoint": meta["path"],
             "step": meta["step"],
             "eval": meta.get("eval"),
