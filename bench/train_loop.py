@@ -3,7 +3,7 @@ checkpoint, logging), with runs sharing the machine as the learning benchmark ru
 
     python bench/train_loop.py [--steps 1500] [--runs 2] [--threads 1] [--task metaworld/drawer-open]
                                [--agent cqn_as] [--eval-every 500] [--eval-episodes 10]
-                               [--variant LABEL=key=value,key=value ...] [--baseline DIR]
+                               [--variant LABEL=key=value,key=value ...] [--baseline DIR] [--rounds 1]
                                [--out bench/results/train_loop.json] [--tiny]
 
 Expert demonstrations are collected once into a temporary store; then ``--runs`` training runs
@@ -11,7 +11,8 @@ Expert demonstrations are collected once into a temporary store; then ``--runs``
 processes, each timing its own loop (demo loading and the trainer's setup excluded). The trainer's
 methods are wrapped with timers, not changed. ``--baseline DIR`` (a checkout of another commit,
 e.g. ``git worktree add /tmp/base <commit>``) runs the same runs with that code in the same
-invocation, after this tree's, and the speed-ups printed are from this one run. ``--variant``
+invocation, after this tree's (``--rounds``: that many rounds of every group, each round starting
+with the next group), and the speed-ups printed are from this one run. ``--variant``
 adds a group of this tree's runs with more ``roboq train`` settings (``compile=agent.compile=true``).
 The first update's time (a compile, with ``agent.compile=true``) is reported apart, and so is the
 speed over each run's second half (after one-off compiles; it holds one evaluation).
@@ -182,6 +183,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--runs", type=int, default=2, help="runs sharing the machine at once")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of every group, the order rotating")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--task", default="metaworld/drawer-open")
     parser.add_argument("--agent", default="cqn_as")
@@ -212,11 +214,13 @@ def main() -> None:
         groups = [("this tree", ROOT, "")]
         groups += [(v.partition("=")[0], ROOT, v.partition("=")[2]) for v in args.variant]
         groups += [("baseline", Path(args.baseline).resolve(), "")] if args.baseline else []
-        results = []
-        for i, (label, src, overrides) in enumerate(groups):
-            print(f"{label}: {args.runs} run(s) of {args.steps} steps ({src} {overrides})", flush=True)
-            runs = run_group(src, args, store, Path(tmp), f"group{i}", overrides)
-            results.append(summary(label, overrides, runs))
+        runs: list[list[dict[str, Any]]] = [[] for _ in groups]
+        for round_ in range(args.rounds):  # each round starts with the next group: drift hits all alike
+            for i in [(round_ + j) % len(groups) for j in range(len(groups))]:
+                label, src, overrides = groups[i]
+                print(f"round {round_ + 1}: {label}, {args.runs} run(s) of {args.steps} steps ({src} {overrides})")
+                runs[i] += run_group(src, args, store, Path(tmp), f"r{round_}_g{i}", overrides)
+        results = [summary(label, overrides, r) for (label, _, overrides), r in zip(groups, runs, strict=True)]
     print(
         f"\n{args.agent} on {args.task}, small preset, state; {args.runs} runs at once, {args.threads} thread(s) each"
     )
