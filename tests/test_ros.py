@@ -372,7 +372,15 @@ def arm_bundle(out: Path) -> Path:
     )
     settings = {"name": "cqn_as", "seq_len": 4, "gru": True, "hidden": 32, "frame_stack": 2}
     meta = {"task": "example_arm", "features": features.to_dict(), "agent": settings, "env": {}, "path": "-", "step": 0}
-    export_agent(make_agent("cqn_as", settings, features, "cpu"), meta, out)
+    import torch
+
+    agent = make_agent("cqn_as", settings, features, "cpu")
+    # untrained heads are zero: every bin would tie, and a tie's winner is the runtime's rounding.
+    # Lean bin 0's value distribution towards high returns: the greedy action is the lowest bin.
+    with torch.no_grad():
+        bias = agent.critic.advantage_head.bias.view(features.action.dim, agent.cfg.bins, -1)
+        bias[:, 0] = torch.linspace(-1.0, 1.0, bias.shape[-1])
+    export_agent(agent, meta, out)
     return out
 
 
