@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import fcntl
 import itertools
 import json
 import os
@@ -45,11 +44,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from machine import cpu_model
+
+from ros_nodes.domains import free_domains
 
 CAMERAS = ("/bench/cam0/image_raw", "/bench/cam1/image_raw")
 JOINTS = "/bench/joint_states"
@@ -180,24 +180,6 @@ def publish(args: argparse.Namespace) -> int:
 
 
 # -- the bench --------------------------------------------------------------------------------------
-def free_domains(first: int = 60, last: int = 231) -> Iterator[int]:
-    """ROS domain ids no one else on this machine holds, locked (flock) for this process's life;
-    the lock files are tests/test_ros.py's, so a bench never hears a test suite's nodes."""
-    start = first + os.getpid() % (last - first + 1)
-    for domain in [*range(start, last + 1), *range(first, start)]:
-        lock = (Path(tempfile.gettempdir()) / f"robo_q_test_ros_domain_{domain}.lock").open("w")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            continue
-        _locks.append(lock)
-        yield domain
-
-
-_locks: list[IO[str]] = []
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a live process (its threads included)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

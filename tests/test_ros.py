@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import pytest
@@ -29,26 +25,10 @@ from robo_q.commands.ros import profile_path
 from robo_q.evaluate import evaluate
 from ros_nodes import interfaces as io
 from ros_nodes import messages as msgs
+from ros_nodes.domains import free_domains
 from sim import make_env
 
-
-def _free_domains(first: int = 60, last: int = 231) -> Iterator[int]:
-    """ROS domain ids no other test session on this machine holds: each is locked (flock) for the
-    life of this process, so two suites running at once never hear each other's nodes."""
-    start = first + os.getpid() % (last - first + 1)
-    for domain in [*range(start, last + 1), *range(first, start)]:
-        lock = (Path(tempfile.gettempdir()) / f"robo_q_test_ros_domain_{domain}.lock").open("w")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            continue
-        _domain_locks.append(lock)
-        yield domain
-
-
-_domain_locks: list[IO[str]] = []
-_domain = _free_domains()
+_domain = free_domains()
 
 
 def roboq(*args: str, domain: int, extra_env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
