@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -211,6 +213,18 @@ def test_bf16_update_stays_close_to_fp32():
     assert all(p.dtype == torch.float32 for p in agents[1].critic.parameters())
     with pytest.raises(ValueError, match="precision must be fp32 or bf16"):
         make_agent("cqn", {"precision": "fp16"}, _features(), "cpu")
+
+
+def test_bf16_warns_on_a_cpu_that_emulates_it():
+    """A CPU without AMX or AVX512-BF16 runs bf16 matmuls several times slower than fp32: the agent says so."""
+    from robo_q.agents.cqn import cpu_has_bf16
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_agent("cqn", {"hidden": 32, "precision": "bf16"}, _features(), "cpu")
+        make_agent("cqn", {"hidden": 32, "precision": "fp32"}, _features(), "cpu")
+    emulated = [w for w in caught if "bf16 matmuls are emulated" in str(w.message)]
+    assert len(emulated) == (0 if cpu_has_bf16() else 1)
 
 
 def test_compiled_update_matches_eager():

@@ -274,3 +274,43 @@ def test_plan_continues_a_sweep_by_name(tmp_path, drawer_store):
     other = ["seed=[0,1]", f"demos.path={drawer_store}", "train.steps=120"]
     with pytest.raises(SweepError, match="already has run metaworld_drawer-open_cqn_as_seed0 with other settings"):
         _runs_to_do(compose_config("sweep", other), other, load_state(root), root)
+
+
+def test_learning_bench_sweeps_critics_and_bc_then_cqn_into_one_report(tmp_path):
+    bench = Path(__file__).resolve().parents[1] / "bench" / "learning.py"
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(bench),
+            "--name=bench",
+            "--tasks=drawer-open",
+            "--demos=2,1",
+            "--steps=100",
+            "--eval-every=100",
+            "--seeds=1",
+            "--critic=++agent.pretrain=3",
+            f"--out={out}",
+            *[a for a in TINY if not a.startswith(("demos.num=", "env.max_episode_steps="))],
+            "env.max_episode_steps=100",
+            "eval.final_episodes=2",
+            *LIGHT_RAY,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = (out / "report.md").read_text()
+    for method in ("cqn_as num=2", "cqn_as num=1", "bc num=2", "bc num=1", "cqn num=2", "cqn num=1"):
+        assert f" {method} |" in table
+    timing = json.loads((out / "timing.json").read_text())
+    assert len(timing["runs"]) == 6 and all(r["status"] == "done" for r in timing["runs"].values())
+    assert set(timing["run_seconds_by_agent"]) == {"cqn_as", "bc", "cqn"}
+    runs = tmp_path / "outputs" / "sweeps" / "bench" / "runs"
+    critic = json.loads(
+        (runs / "metaworld_drawer-open_cqn_as_seed0_num1" / "checkpoints" / "last" / "meta.json").read_text()
+    )
+    assert critic["updates"] == 100 + 3 and critic["eval"]["episodes"] == 2  # pre-trained; final evaluation on 2
+    assert (out / "curves.png").stat().st_size > 0

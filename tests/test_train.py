@@ -126,6 +126,10 @@ def test_offline_training_from_the_store_alone(tmp_path, drawer_store):
     [
         (["train", "task=dmc/walker-walk", "progress=false"], "has no scripted expert: pass demos.path"),
         (["train", "obs=depth"], "obs must be state or pixels"),
+        (
+            ["train", "demos.num=1", "env.max_episode_steps=5", "progress=false"],
+            "expert succeeded in none of its 3 episodes: no demonstrations",
+        ),
         (["eval", "checkpoint=nowhere"], "not a checkpoint"),
         (["eval"], "give exactly one of checkpoint="),
         (["eval", "bundle=nowhere"], "not a policy bundle"),
@@ -194,3 +198,34 @@ def test_training_collects_demos_when_none_are_given(tmp_path, task, extra):
             np.testing.assert_allclose(
                 load_policy(tmp_path / "bundle", backend=backend)._predict(stacked), expected, atol=1e-6
             )
+
+
+def test_pretraining_on_the_demos_and_a_larger_final_evaluation(tmp_path, drawer_store):
+    run = tmp_path / "run"
+    args = [a for a in TINY if not a.startswith(("env.max_episode_steps=", "eval.every="))]
+    result = roboq(
+        "train",
+        "agent=cqn_as",
+        f"demos.path={drawer_store}",
+        f"out={run}",
+        *args,
+        "env.max_episode_steps=30",
+        "eval.every=30",
+        "train.steps=90",
+        "agent.pretrain=25",
+        "eval.final_episodes=3",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    meta = json.loads((run / "checkpoints" / "last" / "meta.json").read_text())
+    assert meta["step"] == 90 and meta["updates"] == 90 + 25  # the demo updates came before the env steps
+    import csv
+
+    with open(run / "train.csv") as f:
+        first = next(csv.DictReader(f))
+    assert int(first["step"]) == 20 and int(first["updates"]) == 20 + 25
+    with open(run / "eval.csv") as f:
+        evals = list(csv.DictReader(f))
+    assert int(evals[-1]["step"]) == 90 and int(evals[-1]["episodes"]) == 3
+    assert len(evals) >= 2 and all(int(row["episodes"]) == 1 for row in evals[:-1])
+    assert json.loads((run / "eval_info.json").read_text())["episodes"] == 3

@@ -10,6 +10,7 @@ a first-order stochastic-dominance loss.
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +47,11 @@ class CQNConfig:
     precision: str = "fp32"  # fp32 | bf16: the update's matmuls in bfloat16 (autocast; fp32 weights and reductions)
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AMX tiles or AVX512-BF16)."""
+    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+
+
 def gather_bins(x: Tensor, idx: Tensor) -> Tensor:
     """x [..., B, O] at bins idx [...] -> [..., O]."""
     index = idx[..., None, None].expand(*idx.shape, 1, x.shape[-1])
@@ -80,6 +86,12 @@ class CQNAgent:
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
         if cfg.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be fp32 or bf16, got {cfg.precision!r}")
+        if cfg.precision == "bf16" and self.device.type == "cpu" and not cpu_has_bf16():
+            warnings.warn(
+                "agent.precision=bf16 on a CPU without AMX or AVX512-BF16: its bf16 matmuls are emulated, several "
+                "times slower than fp32 (use agent.precision=fp32 here)",
+                stacklevel=2,
+            )
         self.autocast = torch.autocast(self.device.type, torch.bfloat16, enabled=cfg.precision == "bf16")
         self.loss_fn = torch.compile(self.losses) if cfg.compile else self.losses
         self.all_levels = torch.arange(cfg.levels, device=self.device)

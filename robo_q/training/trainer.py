@@ -57,7 +57,14 @@ def demo_store(cfg: DictConfig, env: MujocoEnv | None, store: EpisodeStore | Non
             raise StoreError(f"{env.task} has no scripted expert: pass demos.path=<store> with demonstrations")
         else:
             store = store_for_env(env, path, source="expert")
-            collect_demos(env, make_expert(env), store, episodes=cfg.demos.num, seed=cfg.seed, progress=cfg.progress)
+            report = collect_demos(
+                env, make_expert(env), store, episodes=cfg.demos.num, seed=cfg.seed, progress=cfg.progress
+            )
+            if report.kept == 0:
+                raise StoreError(
+                    f"the {env.task} expert succeeded in none of its {report.attempts} episodes: no demonstrations "
+                    "to train on (are the episodes long enough? env.max_episode_steps)"
+                )
     if env is None:
         return store
     if store.task != env.task:
@@ -102,7 +109,8 @@ class Trainer:
         if simulated:
             settings = run_env_settings(cfg)
             self.env = make_env(cfg.task, **settings)
-            batch = max(1, min(cfg.eval.episodes, cfg.eval.get("batch", 1)))
+            most = max(cfg.eval.episodes, cfg.eval.get("final_episodes") or 0)
+            batch = max(1, min(most, cfg.eval.get("batch", 1)))
             self.eval_envs = [make_env(cfg.task, **settings) for _ in range(batch)]
         self.store = demo_store(cfg, self.env, given, self.run_dir)
         if self.env is None:
@@ -173,9 +181,23 @@ class Trainer:
         self.updates += 1
         return self.agent.update(batch, self.agent_cfg["demo_batch_size"])
 
+    def pretrain(self) -> None:
+        """A fresh online run's ``agent.pretrain`` updates on the demonstrations alone, before its first
+        env step (critic and demo losses), so that interaction starts from a policy that imitates them."""
+        total = int(self.agent_cfg.get("pretrain", 0))
+        if self.cfg.train.offline or self.step > 0 or self.updates >= total:
+            return
+        for _ in tqdm(
+            range(self.updates, total), desc="pretrain on demos", unit="update", disable=not self.cfg.progress
+        ):
+            self.update()
+
     # -- evaluation and checkpoints ---------------------------------------------------------------
     def evaluate_and_checkpoint(self) -> None:
         cfg = self.cfg
+        episodes = cfg.eval.episodes
+        if self.step >= cfg.train.steps and cfg.eval.get("final_episodes"):
+            episodes = cfg.eval.final_episodes
         if not self.eval_envs:
             result = evaluate_on_store(
                 self.eval_policy, self.features, self.store, self.held_out_episodes(), action_grid(self.agent_cfg)
@@ -185,7 +207,7 @@ class Trainer:
             result = evaluate(
                 self.eval_policies,
                 self.eval_envs,
-                cfg.eval.episodes,
+                episodes,
                 video_dir=video_dir,
                 video_episodes=cfg.eval.video_episodes,
             )
@@ -225,6 +247,7 @@ class Trainer:
         next_eval = (self.step // every + 1) * every
         metrics: dict[str, float] = {}
         obs, recorder, env = None, EpisodeBuilder(), self.env
+        self.pretrain()
         start, start_step = time.perf_counter(), self.step
         desc = f"train {cfg.agent.name} {cfg.task}" + (" (offline)" if cfg.train.offline else "")
         with tqdm(
