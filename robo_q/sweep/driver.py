@@ -17,6 +17,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -174,6 +175,8 @@ class _Progress:
 
     def __init__(self, name: str, total: int, enabled: bool) -> None:
         self.done = self.failed = 0
+        self._shown: tuple[int, ...] = ()
+        self._drawn = 0.0
         self.bar = tqdm(total=total, desc=f"sweep {name}", unit="run", disable=not enabled, dynamic_ncols=True)
 
     def finished(self, name: str, result: dict[str, Any]) -> None:
@@ -198,6 +201,11 @@ class _Progress:
         self.bar.update(1)
 
     def show(self, running: int, queued: int) -> None:
+        """Redraw when the counts change, else every 30 s (a log file gets a line per redraw, not per second)."""
+        shown = (self.done, running, queued, self.failed)
+        if shown == self._shown and time.monotonic() - self._drawn < 30.0:
+            return
+        self._shown, self._drawn = shown, time.monotonic()
         self.bar.set_postfix(done=self.done, running=running, queued=queued, failed=self.failed, refresh=True)
 
     def close(self) -> None:
