@@ -68,7 +68,8 @@ def grids(args: argparse.Namespace) -> list[list[str]]:
 
 
 def timing(root: Path, wall: float) -> dict[str, Any]:
-    """Where the time went: each run's seconds (from its train.csv and sweep record) summed by agent."""
+    """Where the time went: each run's wall seconds (its sweep record) and their sum by agent (runs skipped
+    as finished before this invocation are listed but not summed)."""
     state = json.loads((root / "sweep.json").read_text())
     per_agent: dict[str, float] = defaultdict(float)
     runs = {}

@@ -105,12 +105,12 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.env: MujocoEnv | None = None
+        self.final_episodes = int(cfg.eval.get("final_episodes") or cfg.eval.episodes)  # the evaluation at train.steps
         self.eval_envs: list[MujocoEnv] = []  # evaluation episodes run on these in lockstep
         if simulated:
             settings = run_env_settings(cfg)
             self.env = make_env(cfg.task, **settings)
-            most = max(cfg.eval.episodes, cfg.eval.get("final_episodes") or 0)
-            batch = max(1, min(most, cfg.eval.get("batch", 1)))
+            batch = max(1, min(max(cfg.eval.episodes, self.final_episodes), cfg.eval.get("batch", 1)))
             self.eval_envs = [make_env(cfg.task, **settings) for _ in range(batch)]
         self.store = demo_store(cfg, self.env, given, self.run_dir)
         if self.env is None:
@@ -195,9 +195,7 @@ class Trainer:
     # -- evaluation and checkpoints ---------------------------------------------------------------
     def evaluate_and_checkpoint(self) -> None:
         cfg = self.cfg
-        episodes = cfg.eval.episodes
-        if self.step >= cfg.train.steps and cfg.eval.get("final_episodes"):
-            episodes = cfg.eval.final_episodes
+        episodes = self.final_episodes if self.step >= cfg.train.steps else cfg.eval.episodes
         if not self.eval_envs:
             result = evaluate_on_store(
                 self.eval_policy, self.features, self.store, self.held_out_episodes(), action_grid(self.agent_cfg)
